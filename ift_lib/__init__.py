@@ -1,0 +1,10 @@
+"""ift_lib: the implicit function theorem and differentiation through optimization, in JAX.
+
+Core (every chapter):  custom_root, check_ift, IFTReport, IFTConditionError, linear_solve.
+Chapter modules:       circle (Ch. 1).
+"""
+from ift_lib import linear_solve
+from ift_lib.implicit import IFTConditionError, IFTReport, check_ift, custom_root
+
+__version__ = "0.1.0"
+__all__ = ["custom_root", "check_ift", "IFTReport", "IFTConditionError", "linear_solve"]

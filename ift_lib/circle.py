@@ -1,0 +1,113 @@
+"""Chapter 1: the unit circle F(theta, x) = theta^2 + x^2 - 1 = 0, x as an implicit function of theta.
+
+Ordering convention (as everywhere in ift_lib): the unknown first, ``F(x, theta)``.
+The IFT gives dx/dtheta = -(dF/dx)^{-1} dF/dtheta = -(2 theta)/(2 x) = -theta/x on either
+arc, and says nothing at x = 0 (theta = +-1), where dF/dx = 0.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ift_lib.implicit import _diagnostics, _default_rank_rtol, custom_root
+
+__all__ = ["circle_residual", "circle_partials", "upper_arc", "lower_arc",
+           "local_parameterization", "newton_circle", "solve_circle", "ift_slope", "circle_table"]
+
+
+def circle_residual(x, theta):
+    """F(theta, x) = theta^2 + x^2 - 1 (scalars or same-shape arrays)."""
+    return theta**2 + x**2 - 1.0
+
+
+def circle_partials(theta, x):
+    """(dF/dtheta, dF/dx) at (theta, x), by autodiff of :func:`circle_residual`."""
+    return jax.grad(circle_residual, argnums=1)(x, theta), jax.grad(circle_residual, argnums=0)(x, theta)
+
+
+def upper_arc(theta):
+    """The local parameterization x = f1(theta) = sqrt(1 - theta^2) of the arc x > 0, |theta| < 1."""
+    return jnp.sqrt(1.0 - theta**2)
+
+
+def lower_arc(theta):
+    """The local parameterization x = f2(theta) = -sqrt(1 - theta^2) of the arc x < 0, |theta| < 1."""
+    return -jnp.sqrt(1.0 - theta**2)
+
+
+def local_parameterization(x):
+    """The arc through a point with ordinate x: :func:`upper_arc` if x > 0, :func:`lower_arc` if
+    x < 0. At x = 0 no function x(theta) describes the circle nearby: ValueError."""
+    x = float(x)
+    if x > 0:
+        return upper_arc
+    if x < 0:
+        return lower_arc
+    raise ValueError("no local parameterization x(theta) at x = 0: the circle is vertical there")
+
+
+def newton_circle(init, theta, num_steps: int = 60):
+    """Newton's method on x -> F(theta, x) from ``init`` (its sign picks the arc). Pure JAX loop."""
+    def step(_, x):
+        return x - circle_residual(x, theta) / (2.0 * x)
+    return jax.lax.fori_loop(0, num_steps, step, jnp.asarray(init, jnp.result_type(init, theta, float)))
+
+
+#: x*(init, theta) on the arc chosen by sign(init); derivatives in theta come from the IFT.
+solve_circle = custom_root(circle_residual)(newton_circle)
+
+
+def ift_slope(theta, x):
+    """dx/dtheta at the point (theta, x) of the circle, from ift_lib's IFT (raises
+    IFTConditionError at x = 0 or off the circle)."""
+    return jax.grad(solve_circle, argnums=1)(jnp.asarray(x, float), jnp.asarray(theta, float))
+
+
+def circle_table(num_points: int = 360, arc_halfwidth: float = 0.3, arc_points: int = 13) -> dict:
+    """Everything the circle widget shows, at ``num_points`` equally spaced angles phi_k.
+
+    Points are (theta, x) = (cos phi_k, sin phi_k), with the four axis points exact. Returns
+    plain lists (JSON-ready): theta, x, dF_dtheta, dF_dx, applies (the IFT's verdict from the
+    same diagnostics as ``check_ift``), dx_dtheta (IFT slope by ``jax.grad`` of
+    :data:`solve_circle`; None where the IFT does not apply), and arc_theta / arc_x: the local
+    parameterization sampled on theta +- arc_halfwidth (empty where there is none).
+    """
+    if num_points % 4:
+        raise ValueError("num_points must be a multiple of 4 so the axis points are samples")
+    k = np.arange(num_points)
+    phi = 2 * np.pi * k / num_points
+    theta = np.cos(phi)
+    x = np.sin(phi)
+    q = num_points // 4
+    theta[[q, 3 * q]] = 0.0
+    x[[0, 2 * q]] = 0.0
+    theta[0], theta[2 * q], x[q], x[3 * q] = 1.0, -1.0, 1.0, -1.0
+
+    dF_dtheta, dF_dx = jax.vmap(circle_partials)(jnp.asarray(theta), jnp.asarray(x))
+    diag = jax.vmap(lambda t, xx: _diagnostics(circle_residual, xx, (t,)))
+    residual, smin, scale = diag(jnp.asarray(theta), jnp.asarray(x))
+    applies = np.asarray((residual <= 1e-12) & (smin > _default_rank_rtol(jnp.asarray(x), 1) * scale))
+
+    slope = np.full(num_points, np.nan)
+    ok = np.flatnonzero(applies)
+    slope[ok] = np.asarray(jax.vmap(ift_slope)(jnp.asarray(theta[ok]), jnp.asarray(x[ok])))
+
+    arc_theta, arc_x = [], []
+    for t, xx, a in zip(theta, x, applies):
+        if not a:
+            arc_theta.append([]); arc_x.append([])
+            continue
+        lo, hi = max(t - arc_halfwidth, -1.0), min(t + arc_halfwidth, 1.0)
+        ts = np.linspace(lo, hi, arc_points)
+        arc = local_parameterization(xx)
+        arc_theta.append(ts.tolist())
+        arc_x.append(np.asarray(arc(jnp.asarray(ts))).tolist())
+
+    return {
+        "theta": theta.tolist(), "x": x.tolist(),
+        "dF_dtheta": np.asarray(dF_dtheta).tolist(), "dF_dx": np.asarray(dF_dx).tolist(),
+        "applies": applies.tolist(),
+        "dx_dtheta": [None if not a else float(s) for s, a in zip(slope, applies)],
+        "arc_theta": arc_theta, "arc_x": arc_x,
+    }

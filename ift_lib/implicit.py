@@ -1,0 +1,315 @@
+"""Implicit differentiation of a root-finding solver: the IFT as a JAX transformation.
+
+Invariant: a solver ``solver(init, *params) -> x_star`` with
+
+    optimality_fn(x_star, *params) == 0          (m equations, m unknowns)
+
+Differentiating that identity in the parameters gives the IFT,
+
+    dx*/dparams = -[dF/dx]^{-1} dF/dparams,     F = optimality_fn at (x_star, params),
+
+which needs only the solution, never the solver's iterations. ``custom_root``
+wraps a solver so that JAX uses that formula (forward and reverse mode); the
+IFT's conditions are checked where the derivative is taken, and
+``check_ift`` reports them on demand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ift_lib.linear_solve import LinearSolver, make_solver
+
+PyTree = Any
+
+__all__ = ["custom_root", "check_ift", "IFTReport", "IFTConditionError"]
+
+#: Above this many unknowns the singular-value test of dF/dx is skipped (it forms
+#: the dense Jacobian); the linear-solve residual test still runs.
+DENSE_CHECK_MAX = 256
+
+
+class IFTConditionError(ValueError):
+    """Raised when the implicit function theorem does not apply where a derivative is asked for."""
+
+
+def _eps(x: PyTree) -> float:
+    leaves = [l for l in jax.tree.leaves(x) if jnp.issubdtype(jnp.result_type(l), jnp.inexact)]
+    dtype = jnp.result_type(*leaves) if leaves else jnp.float32
+    return float(jnp.finfo(dtype).eps)
+
+
+def _default_residual_tol(x: PyTree) -> float:
+    return float(np.sqrt(_eps(x)))
+
+
+def _default_rank_rtol(x: PyTree, m: int) -> float:
+    return 100.0 * max(m, 1) * _eps(x)
+
+
+def _default_solve_rtol(x: PyTree) -> float:
+    return float(_eps(x) ** 0.375)   # 1.4e-6 in float64, 2.5e-3 in float32
+
+
+def _as_tuple(params) -> tuple:
+    return tuple(params)
+
+
+def _check_shapes(fx: PyTree, x: PyTree) -> None:
+    sx = jax.tree.structure(x)
+    sf = jax.tree.structure(fx)
+    shapes_x = [jnp.shape(l) for l in jax.tree.leaves(x)]
+    shapes_f = [jnp.shape(l) for l in jax.tree.leaves(fx)]
+    if sx != sf or shapes_x != shapes_f:
+        raise ValueError(
+            "optimality_fn(x, *params) must return a pytree with the same structure and shapes "
+            f"as x (one equation per unknown): x has {sx} with shapes {shapes_x}, "
+            f"optimality_fn returned {sf} with shapes {shapes_f}")
+
+
+def _diagnostics(optimality_fn: Callable, x: PyTree, params: tuple):
+    """Traceable IFT diagnostics: (max|F|, sigma_min(dF/dx), scale) where scale = the largest
+    singular value of the full Jacobian [dF/dx, dF/dparams]."""
+    flat_x, unravel_x = ravel_pytree(x)
+    flat_p, unravel_p = ravel_pytree(params)
+    F_flat = lambda fx, fp: ravel_pytree(optimality_fn(unravel_x(fx), *unravel_p(fp)))[0]
+    fval = F_flat(flat_x, flat_p)
+    Jx = jax.jacfwd(F_flat, 0)(flat_x, flat_p)
+    sx = jnp.linalg.svd(Jx, compute_uv=False)
+    if flat_p.size:
+        Jp = jax.jacfwd(F_flat, 1)(flat_x, flat_p)
+        scale = jnp.linalg.norm(jnp.concatenate([Jx, Jp], axis=1), ord=2)
+    else:
+        scale = sx[0]
+    residual = jnp.max(jnp.abs(fval)) if fval.size else jnp.zeros((), flat_x.dtype)
+    return residual, sx[-1], scale
+
+
+@dataclasses.dataclass(frozen=True)
+class IFTReport:
+    """What ``check_ift`` found at a point (x, params) of F(x, params) = 0.
+
+    residual:   max |F(x, params)|                     (condition 1: x solves F = 0)
+    sigma_min:  smallest singular value of dF/dx      (condition 3: dF/dx nonsingular)
+    scale:      largest singular value of [dF/dx, dF/dparams]
+    cond:       sigma_max(dF/dx) / sigma_min(dF/dx)
+    Condition 2 (F continuously differentiable) is assumed, not tested.
+    """
+    residual: float
+    residual_tol: float
+    sigma_min: float
+    sigma_max: float
+    scale: float
+    rank_rtol: float
+    m: int
+
+    @property
+    def cond(self) -> float:
+        return float("inf") if self.sigma_min == 0 else self.sigma_max / self.sigma_min
+
+    @property
+    def is_solution(self) -> bool:
+        return bool(np.isfinite(self.residual) and self.residual <= self.residual_tol)
+
+    @property
+    def jacobian_nonsingular(self) -> bool:
+        return bool(not np.isnan(self.sigma_min) and self.scale > 0
+                    and self.sigma_min > self.rank_rtol * self.scale)
+
+    @property
+    def applies(self) -> bool:
+        """True when the IFT's conditions 1 and 3 hold, so dx*/dparams exists and is unique."""
+        return self.is_solution and self.jacobian_nonsingular
+
+    @property
+    def failure(self) -> str | None:
+        """A sentence naming the first failed IFT condition, or None."""
+        if not self.is_solution:
+            return (f"IFT condition 1 failed: x does not solve optimality_fn(x, *params) = 0 "
+                    f"(max |F| = {self.residual:.3e} > residual_tol = {self.residual_tol:.1e}); "
+                    "the solver has not converged or the point is not a solution")
+        if not self.jacobian_nonsingular:
+            return (f"IFT condition 3 failed: dF/dx is singular at the solution "
+                    f"(smallest singular value {self.sigma_min:.3e} <= rank_rtol {self.rank_rtol:.1e} "
+                    f"x scale {self.scale:.3e}); the IFT gives no derivative here")
+        return None
+
+    def raise_if_failed(self) -> "IFTReport":
+        if self.failure is not None:
+            raise IFTConditionError(self.failure)
+        return self
+
+    def __str__(self) -> str:
+        verdict = "applies" if self.applies else "does NOT apply"
+        return (f"IFT {verdict}: max|F| = {self.residual:.3e} (tol {self.residual_tol:.1e}), "
+                f"sigma_min(dF/dx) = {self.sigma_min:.3e}, cond(dF/dx) = {self.cond:.3e}, m = {self.m}")
+
+
+def check_ift(optimality_fn: Callable, x: PyTree, *params, residual_tol: float | None = None,
+              rank_rtol: float | None = None) -> IFTReport:
+    """Check the IFT's conditions for ``optimality_fn(x, *params) = 0`` at one point.
+
+    Forms dF/dx (m x m, m = size of x) densely: meant for inspection and tests, not hot loops.
+    Returns an :class:`IFTReport`; call ``.raise_if_failed()`` to turn a failure into an
+    :class:`IFTConditionError`.
+    """
+    params = _as_tuple(params)
+    _check_shapes(optimality_fn(x, *params), x)
+    m = int(ravel_pytree(x)[0].size)
+    residual, smin, scale = _diagnostics(optimality_fn, x, params)
+    flat_x, unravel_x = ravel_pytree(x)
+    flat_p, unravel_p = ravel_pytree(params)
+    Jx = jax.jacfwd(lambda v: ravel_pytree(optimality_fn(unravel_x(v), *params))[0])(flat_x)
+    smax = float(jnp.linalg.norm(Jx, ord=2))
+    return IFTReport(
+        residual=float(residual),
+        residual_tol=_default_residual_tol(x) if residual_tol is None else float(residual_tol),
+        sigma_min=float(smin), sigma_max=smax, scale=float(scale),
+        rank_rtol=_default_rank_rtol(x, m) if rank_rtol is None else float(rank_rtol), m=m)
+
+
+def _is_concrete(tree: PyTree) -> bool:
+    return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree))
+
+
+def _host_check(message_fn, *arrays):
+    """Run ``message_fn(*arrays)`` on the host when the computation executes (jit, vmap, eager)
+    and raise IFTConditionError if it returns a message. Returns a zero scalar token that the
+    caller must add into its output, so the check cannot be removed as dead code. Vectorised
+    under vmap: one host call per batch, not one per element."""
+    def callback(*host_arrays):
+        host_arrays = [np.asarray(a) for a in host_arrays]
+        msg = message_fn(*host_arrays)
+        if msg:
+            raise IFTConditionError(msg)
+        return np.zeros(np.broadcast_shapes(*[a.shape for a in host_arrays]), token_dtype)
+
+    token_dtype = jnp.result_type(*arrays)
+    shape = jax.ShapeDtypeStruct(jnp.broadcast_shapes(*[jnp.shape(a) for a in arrays]), token_dtype)
+    return jax.pure_callback(callback, shape, *arrays, vmap_method="broadcast_all")
+
+
+def _tie(tree: PyTree, token) -> PyTree:
+    """tree + 0 * token, leaf by leaf (keeps a check's token alive without changing values)."""
+    return jax.tree.map(lambda l: l + jnp.zeros((), l.dtype) * token.astype(l.dtype)
+                        if jnp.issubdtype(l.dtype, jnp.inexact) else l, tree)
+
+
+def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
+                residual_tol: float | None = None, rank_rtol: float | None = None,
+                solve_rtol: float | None | str = "default", check: bool = True):
+    """Decorator: differentiate ``solver(init, *params) -> x_star`` by the IFT.
+
+    Requires the invariant ``optimality_fn(x_star, *params) == 0`` (a pytree shaped like
+    x_star). Derivatives with respect to ``params`` are
+
+        forward  (jvp):  dx = -[dF/dx]^{-1} (dF/dparams . dparams)
+        reverse  (vjp):  dparams = -(dF/dparams)^T [dF/dx]^{-T} g
+
+    one linear solve each, done by ``solve`` (a name in ``ift_lib.linear_solve.SOLVERS`` or a
+    ``solve(matvec, b)`` callable, e.g. ``make_solver("cg", tol=1e-12)``). The solver's own
+    iterations are never differentiated; ``init`` gets a zero derivative. Works under ``grad``,
+    ``jacfwd``, ``jacrev``, ``jit`` and ``vmap``, with pytrees for x and params.
+
+    Checks, when ``check`` is True, each time a derivative is taken (raising
+    :class:`IFTConditionError`; under ``jit``/``vmap`` it arrives wrapped in JAX's runtime error
+    with the same message; the check is one vectorised host call per
+    evaluation):
+
+    * condition 1: max |F(x_star, params)| <= ``residual_tol`` (default sqrt(eps));
+    * condition 3: sigma_min(dF/dx) > ``rank_rtol`` * scale (default 100 m eps; for m <= 256);
+    * the linear solve: relative residual <= ``solve_rtol`` (default eps**0.375, about 1e-6 in
+      float64). Pass ``solve_rtol=None`` when an approximate solve (few CG or Neumann steps)
+      is intended; non-finite results are still refused.
+    """
+    linear_solve = make_solver(solve)
+
+    def decorator(solver: Callable) -> Callable:
+        @jax.custom_jvp
+        def _root(init, params):
+            return solver(init, *params)
+
+        @_root.defjvp
+        def _root_jvp(primals, tangents):
+            init, params = primals
+            _, dparams = tangents
+            x = solver(init, *params)
+            F_of_params = lambda p: optimality_fn(x, *p)
+            fx, rhs = jax.jvp(F_of_params, (params,), (dparams,))
+            _check_shapes(fx, x)
+            if check:
+                x = _check_conditions(fx, x, params)
+            matvec = lambda t: jax.jvp(lambda x_: optimality_fn(x_, *params), (x,), (t,))[1]
+            neg_rhs = jax.tree.map(jnp.negative, rhs)
+            checked_solve = _checked(linear_solve, x) if check else linear_solve
+            dx = jax.lax.custom_linear_solve(
+                matvec, neg_rhs,
+                solve=lambda mv, b: checked_solve(mv, b),
+                transpose_solve=lambda vm, b: checked_solve(vm, b))
+            return x, dx
+
+        def _check_conditions(fx, x, params):
+            m = int(ravel_pytree(x)[0].size)
+            rtol = _default_residual_tol(x) if residual_tol is None else residual_tol
+            kt = _default_rank_rtol(x, m) if rank_rtol is None else rank_rtol
+
+            def message(res, smin, scale):
+                res, smin, scale = np.max(res), np.min(smin), np.max(scale)
+                report = IFTReport(float(res), float(rtol), float(smin), float("nan"),
+                                   float(scale), float(kt), m)
+                return report.failure
+
+            if m <= DENSE_CHECK_MAX:
+                args = _diagnostics(optimality_fn, x, params)
+            else:   # only condition 1 here; condition 3 is left to the linear-solve test
+                res = jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(fx)]))
+                args = (res, jnp.full((), jnp.inf, res.dtype), jnp.ones((), res.dtype))
+            if _is_concrete((x, params)):
+                msg = message(*[np.asarray(a) for a in args])
+                if msg:
+                    raise IFTConditionError(msg)
+                return x
+            return _tie(x, _host_check(message, *args))
+
+        def _checked(inner_solve, x):
+            tol = _default_solve_rtol(x) if solve_rtol == "default" else solve_rtol
+
+            def message(rel):
+                rel = np.asarray(rel)
+                if not np.all(np.isfinite(rel)):
+                    return ("IFT linear solve failed: the solution of the linear system in dF/dx "
+                            "is not finite; dF/dx is singular at this point")
+                if tol is not None and np.max(rel) > tol:
+                    return (f"IFT linear solve failed: relative residual {np.max(rel):.3e} > "
+                            f"solve_rtol = {tol:.1e}. dF/dx may be singular or ill-conditioned, "
+                            "or the chosen solver does not fit it (CG needs a symmetric positive "
+                            "definite dF/dx, a Neumann series a contraction) or needs more "
+                            "iterations; pass solve_rtol=None to accept an approximate solve")
+                return None
+
+            def solve_and_check(mv, b):
+                y = inner_solve(mv, b)
+                r = jax.tree.map(jnp.subtract, mv(y), b)
+                rn = ravel_pytree(r)[0]
+                bn = ravel_pytree(b)[0]
+                yn = ravel_pytree(y)[0]
+                bnorm = jnp.linalg.norm(bn)
+                rel = jnp.where(bnorm > 0, jnp.linalg.norm(rn) / jnp.where(bnorm > 0, bnorm, 1), 0.0)
+                rel = jnp.where(jnp.all(jnp.isfinite(yn)), rel, jnp.inf)
+                return _tie(y, _host_check(message, rel))
+
+            return solve_and_check
+
+        @functools.wraps(solver)
+        def wrapped(init, *params):
+            return _root(init, tuple(params))
+
+        return wrapped
+
+    return decorator
