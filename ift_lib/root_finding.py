@@ -1,0 +1,48 @@
+"""Plain-JAX root finders for F(x, *params) = 0. Deliberately simple: pair them with
+``ift_lib.custom_root`` and the way a root was found stops mattering for its derivative.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+__all__ = ["newton", "bisection"]
+
+
+def newton(F: Callable, init, *params, num_steps: int = 50):
+    """Newton's method  x <- x - [dF/dx(x)]^{-1} F(x, *params),  ``num_steps`` steps.
+
+    x may be a pytree (F must return one of the same shapes). No line search, no stopping
+    test: a fixed number of steps so it runs under jit/vmap; check the residual afterwards.
+    """
+    flat0, unravel = ravel_pytree(init)
+
+    def flat_F(v):
+        return ravel_pytree(F(unravel(v), *params))[0]
+
+    def step(_, v):
+        return v - jnp.linalg.solve(jax.jacfwd(flat_F)(v), flat_F(v))
+
+    return unravel(jax.lax.fori_loop(0, num_steps, step, flat0))
+
+
+def bisection(g: Callable, lower, upper, *params, num_steps: int = 60):
+    """A root of the scalar function t -> g(t, *params) in [lower, upper], where g changes sign.
+
+    Each step halves the bracket with a comparison, so autodiff *through* it sees only
+    constants: its derivative with respect to params is exactly 0. With ``custom_root`` the
+    derivative is the IFT's.
+    """
+    g_lo = g(jnp.asarray(lower), *params)
+
+    def step(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        same_sign = jnp.sign(g(mid, *params)) == jnp.sign(g_lo)
+        return jnp.where(same_sign, mid, lo), jnp.where(same_sign, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, num_steps, step, (jnp.asarray(lower, float), jnp.asarray(upper, float)))
+    return 0.5 * (lo + hi)

@@ -1,0 +1,20 @@
+# Sourced by build_book.sh and run_tests.sh: a project-local virtual environment in .venv with
+# exactly requirements.txt installed (re-installed only when requirements.txt or pyproject.toml change).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$stamp" ]; then
+  echo "== installing requirements.txt into .venv (first run: a few minutes)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements.txt
+  echo "$stamp" > .venv/.requirements-stamp
+fi
+export PATH="$ROOT/.venv/bin:$PATH"
+export JAX_PLATFORMS=cpu
+export PYDEVD_DISABLE_FILE_VALIDATION=1

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up .venv (if needed) and run every test: build the book (-W), then one pytest run with
+#   ift_lib unit tests, nbval (strict) over chapters/, and the browser tests of the built HTML.
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "!! the browser tests need Debian's chromium at /usr/bin/chromium: apt-get install -y chromium" >&2
+  exit 1
+fi
+echo "== npm ci (local copies of the widget JavaScript the HTML loads from CDNs)"
+npm ci --prefix tests/browser --no-audit --no-fund --silent
+
+bash scripts/build_book.sh
+
+echo "== pytest: ift_lib, nbval (strict) over chapters/, browser tests"
+python -m pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+  --nbval-current-env -p no:cacheprovider "$@"
