@@ -50,7 +50,10 @@ def local_parameterization(x):
 def newton_circle(init, theta, num_steps: int = 60):
     """Newton's method on x -> F(theta, x) from ``init`` (its sign picks the arc). Pure JAX loop."""
     def step(_, x):
-        return x - circle_residual(x, theta) / (2.0 * x)
+        r = circle_residual(x, theta)
+        # An exact root stays put (at x = 0, theta = +-1 the plain step would be 0/0 = NaN and the
+        # singular point would be misreported as "not a solution" instead of IFT condition 3).
+        return jnp.where(r == 0, x, x - r / (2.0 * x))
     return jax.lax.fori_loop(0, num_steps, step, jnp.asarray(init, jnp.result_type(init, theta, float)))
 
 

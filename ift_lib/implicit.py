@@ -201,6 +201,15 @@ def _tie(tree: PyTree, token) -> PyTree:
                         if jnp.issubdtype(l.dtype, jnp.inexact) else l, tree)
 
 
+def _tie_linear(tree: PyTree, token) -> PyTree:
+    """tree * (1 + 0 * token), leaf by leaf: like ``_tie`` but linear in ``tree``, so it can be
+    applied to tangents (the check then stays alive whenever the derivative is used)."""
+    if token is None:
+        return tree
+    return jax.tree.map(lambda l: l * (1 + jnp.zeros((), l.dtype) * token.astype(l.dtype))
+                        if jnp.issubdtype(l.dtype, jnp.inexact) else l, tree)
+
+
 def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
                 residual_tol: float | None = None, rank_rtol: float | None = None,
                 solve_rtol: float | None | str = "default", check: bool = True):
@@ -239,13 +248,20 @@ def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
         def _root_jvp(primals, tangents):
             init, params = primals
             _, dparams = tangents
-            x = solver(init, *params)
+            # _root, not solver: a derivative of this rule (second order) then uses the IFT
+            # again instead of differentiating the solver's iterations
+            x = _root(init, params)
             F_of_params = lambda p: optimality_fn(x, *p)
             fx, rhs = jax.jvp(F_of_params, (params,), (dparams,))
             _check_shapes(fx, x)
+            token = None
             if check:
-                x = _check_conditions(fx, x, params)
-            matvec = lambda t: jax.jvp(lambda x_: optimality_fn(x_, *params), (x,), (t,))[1]
+                x, token = _check_conditions(fx, x, params)
+            # The token is tied into the matvec as well as into x: when F is affine in x the
+            # derivative does not use x's value, and a check tied only to x would be removed as
+            # dead code under jit (e.g. jit(grad(lambda p: solver(init, p).sum()))).
+            matvec = lambda t: _tie_linear(
+                jax.jvp(lambda x_: optimality_fn(x_, *params), (x,), (t,))[1], token)
             neg_rhs = jax.tree.map(jnp.negative, rhs)
             checked_solve = _checked(linear_solve, x) if check else linear_solve
             dx = jax.lax.custom_linear_solve(
@@ -260,22 +276,31 @@ def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
             kt = _default_rank_rtol(x, m) if rank_rtol is None else rank_rtol
 
             def message(res, smin, scale):
-                res, smin, scale = np.max(res), np.min(smin), np.max(scale)
-                report = IFTReport(float(res), float(rtol), float(smin), float("nan"),
-                                   float(scale), float(kt), m)
-                return report.failure
+                # Element by element (under vmap the arrays are batched): condition 3 compares
+                # each point's sigma_min with its own scale, never across the batch.
+                res, smin, scale = (np.ravel(a) for a in np.broadcast_arrays(res, smin, scale))
+                report = lambda i: IFTReport(float(res[i]), float(rtol), float(smin[i]),
+                                             float("nan"), float(scale[i]), float(kt), m)
+                worst = report(int(np.argmax(res)))   # condition 1 first; NaN counts as worst
+                if not worst.is_solution:
+                    return worst.failure
+                ok3 = ~np.isnan(smin) & (scale > 0) & (smin > kt * scale)
+                return None if ok3.all() else report(int(np.argmin(ok3))).failure
 
             if m <= DENSE_CHECK_MAX:
                 args = _diagnostics(optimality_fn, x, params)
             else:   # only condition 1 here; condition 3 is left to the linear-solve test
                 res = jnp.max(jnp.stack([jnp.max(jnp.abs(l)) for l in jax.tree.leaves(fx)]))
-                args = (res, jnp.full((), jnp.inf, res.dtype), jnp.ones((), res.dtype))
-            if _is_concrete((x, params)):
+                # numpy constants: jnp.full/jnp.ones would be tracers inside grad's trace even
+                # when x and params are concrete
+                args = (res, np.full((), np.inf, res.dtype), np.ones((), res.dtype))
+            if _is_concrete((x, params, args)):
                 msg = message(*[np.asarray(a) for a in args])
                 if msg:
                     raise IFTConditionError(msg)
-                return x
-            return _tie(x, _host_check(message, *args))
+                return x, None
+            token = _host_check(message, *args)
+            return _tie(x, token), token
 
         def _checked(inner_solve, x):
             tol = _default_solve_rtol(x) if solve_rtol == "default" else solve_rtol

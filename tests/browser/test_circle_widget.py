@@ -1,0 +1,195 @@
+"""The Chapter 1 circle widget in the built book, in Chromium: it renders, drags, says where the IFT
+fails, works from the keyboard, and falls back to a static figure when its JavaScript cannot load."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+CHAPTER = "chapters/01_unit_circle.html"
+WARN_RGB = "rgb(224, 122, 31)"   # ift_lib.plotting.PALETTE["warn"] = #e07a1f
+
+
+def open_widget(page, base_url):
+    response = page.goto(base_url + CHAPTER)
+    assert response is not None and response.ok, f"{CHAPTER} not found in the built book"
+    widget = page.locator(".ift-circle-widget")
+    widget.wait_for(state="visible", timeout=30_000)
+    assert widget.count() == 1
+    widget.scroll_into_view_if_needed()
+    return widget
+
+
+def state(widget) -> dict:
+    """The widget's data-* attributes (index, theta, x, dxdtheta)."""
+    return widget.evaluate("el => ({...el.dataset})")
+
+
+def circle_point_on_screen(widget, phi_deg: float) -> tuple[float, float]:
+    """Viewport coordinates of the point at angle phi on the drawn circle."""
+    return tuple(widget.evaluate("""(root, phi) => {
+        const c = root.querySelector('.ift-curve');
+        const a = phi * Math.PI / 180, r = c.r.baseVal.value;
+        const p = new DOMPoint(c.cx.baseVal.value + r * Math.cos(a), c.cy.baseVal.value - r * Math.sin(a));
+        const q = p.matrixTransform(c.getScreenCTM());
+        return [q.x, q.y];
+    }""", phi_deg))
+
+
+def handle_center(page) -> tuple[float, float]:
+    box = page.locator(".ift-circle-widget .ift-handle").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def drag_handle_to(page, widget, phi_deg: float, steps: int = 15):
+    """Press on the handle, move in steps to the circle point at angle phi, release."""
+    x0, y0 = handle_center(page)
+    x1, y1 = circle_point_on_screen(widget, phi_deg)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=steps)
+    page.mouse.up()
+
+
+def panel_text(widget) -> str:
+    return widget.locator(".ift-panel").inner_text()
+
+
+def fmt4(v: float) -> str:
+    s = f"{v:.4f}"
+    return (s.lstrip("-") if float(s) == 0 else s).replace("-", "\u2212")
+
+
+def assert_consistent(s: dict):
+    """The point is on the circle and the IFT slope is -theta/x there."""
+    theta, x = float(s["theta"]), float(s["x"])
+    assert theta**2 + x**2 == pytest.approx(1.0, abs=1e-12)
+    assert float(s["dxdtheta"]) == pytest.approx(-theta / x, rel=1e-9)
+
+
+def test_widget_renders_with_initial_point(page, base_url):
+    widget = open_widget(page, base_url)
+    s = state(widget)
+    assert s["index"] == "60"
+    assert float(s["theta"]) == pytest.approx(0.5, abs=1e-12)
+    assert float(s["x"]) == pytest.approx(math.sqrt(3) / 2, abs=1e-12)
+    assert_consistent(s)
+    text = panel_text(widget)
+    for expected in ("\u03b8", "\u2202F/\u2202\u03b8", "\u2202F/\u2202x", "dx/d\u03b8",
+                     fmt4(float(s["theta"])), fmt4(float(s["x"])), fmt4(float(s["dxdtheta"]))):
+        assert expected in text
+    assert "does not apply" not in text
+    assert page.locator(".ift-widget-fallback").is_hidden()
+    assert page.monitor.served, "the CDN files were not served from node_modules"
+
+
+def test_drag_moves_point_and_slope(page, base_url, artifacts_dir):
+    widget = open_widget(page, base_url)
+    before = state(widget)
+
+    drag_handle_to(page, widget, 135.0)
+    after = state(widget)
+    assert after["theta"] != before["theta"] and after["x"] != before["x"]
+    assert after["dxdtheta"] not in ("", before["dxdtheta"])
+    assert_consistent(after)
+    theta, x = float(after["theta"]), float(after["x"])
+    assert math.degrees(math.atan2(x, theta)) == pytest.approx(135.0, abs=1.0)   # snapped near target
+    hx, hy = handle_center(page)                                                  # drawn there too
+    tx, ty = circle_point_on_screen(widget, 135.0)
+    assert math.hypot(hx - tx, hy - ty) < 6
+    text = panel_text(widget)
+    assert fmt4(theta) in text and fmt4(float(after["dxdtheta"])) in text
+    widget.screenshot(path=str(artifacts_dir / "circle_widget_drag.png"))
+
+
+def test_rightmost_point_ift_does_not_apply(page, base_url, artifacts_dir):
+    widget = open_widget(page, base_url)
+    drag_handle_to(page, widget, 0.0)
+    s = state(widget)
+    assert float(s["theta"]) == 1.0 and float(s["x"]) == 0.0
+    assert s["dxdtheta"] == ""
+    text = panel_text(widget)
+    assert "\u2202F/\u2202x = 0" in text
+    assert "does not apply" in text
+    assert "not defined" in text
+    note = widget.locator(".ift-note")
+    assert note.evaluate("el => getComputedStyle(el).color") == WARN_RGB
+    # No number for dx/dtheta and no division: the slope row holds words only.
+    slope_cell = widget.locator(".ift-readout tr").nth(4).locator("td")
+    assert not any(ch.isdigit() for ch in slope_cell.inner_text())
+    assert "/ (" not in note.inner_text()
+    widget.screenshot(path=str(artifacts_dir / "circle_widget_no_ift.png"))
+
+    # Moving away again restores the slope.
+    drag_handle_to(page, widget, 30.0)
+    s = state(widget)
+    assert s["dxdtheta"] != ""
+    assert_consistent(s)
+    assert "does not apply" not in panel_text(widget)
+
+
+def test_keyboard_steps(page, base_url):
+    widget = open_widget(page, base_url)
+    handle = widget.locator(".ift-handle")
+    handle.focus()
+    start = int(state(widget)["index"])
+    handle.press("ArrowUp")
+    assert int(state(widget)["index"]) == start + 1
+    handle.press("ArrowRight")
+    assert int(state(widget)["index"]) == start + 2
+    handle.press("ArrowDown")
+    handle.press("ArrowLeft")
+    assert int(state(widget)["index"]) == start
+    handle.press("Shift+ArrowDown")
+    s = state(widget)
+    assert int(s["index"]) == start - 10
+    assert_consistent(s)
+    assert handle.get_attribute("aria-valuenow") == s["index"]
+    # Step around to the leftmost point (theta = -1, x = 0): the IFT fails there too.
+    for _ in range(12):
+        handle.press("Shift+ArrowUp")
+    s = state(widget)
+    assert int(s["index"]) == start + 110
+    for _ in range(10):
+        handle.press("ArrowUp")
+    s = state(widget)
+    assert float(s["theta"]) == -1.0 and s["dxdtheta"] == ""
+    assert "does not apply" in panel_text(widget)
+
+
+def test_screenshot_initial(page, base_url, artifacts_dir):
+    widget = open_widget(page, base_url)
+    path = artifacts_dir / "circle_widget.png"
+    widget.screenshot(path=str(path))
+    box = widget.bounding_box()
+    assert box["width"] > 300 and box["height"] > 250
+    assert path.stat().st_size > 5_000
+
+
+def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
+    page = page_without_cdn
+    response = page.goto(base_url + CHAPTER)
+    assert response is not None and response.ok
+    page.wait_for_load_state("load")
+    fallback = page.locator(".ift-widget-fallback")
+    assert fallback.count() == 1
+    image = fallback.locator("img")
+    image.scroll_into_view_if_needed()
+    assert image.is_visible()
+    box = image.bounding_box()
+    assert box["width"] > 300 and box["height"] > 150
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert "dx/d\u03b8" in image.get_attribute("alt")
+    assert page.locator(".ift-circle-widget").count() == 0
+    assert any("require" in url for url in page.monitor.blocked)
+    fallback.screenshot(path=str(artifacts_dir / "circle_widget_fallback.png"))
+
+
+def test_fallback_hidden_when_widget_renders(page, base_url):
+    widget = open_widget(page, base_url)
+    fallback = page.locator(".ift-widget-fallback")
+    assert fallback.count() == 1
+    assert fallback.is_hidden()
+    assert widget.is_visible()
+    box = widget.bounding_box()
+    assert box["width"] > 0 and box["height"] > 0
