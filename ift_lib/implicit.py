@@ -190,6 +190,9 @@ def _host_check(message_fn, *arrays):
             raise IFTConditionError(msg)
         return np.zeros(np.broadcast_shapes(*[a.shape for a in host_arrays]), token_dtype)
 
+    # The diagnostics are not differentiated (a check has no derivative); stop_gradient keeps
+    # higher-order derivatives (grad of grad) from asking the callback for a JVP rule.
+    arrays = [jax.lax.stop_gradient(a) for a in arrays]
     token_dtype = jnp.result_type(*arrays)
     shape = jax.ShapeDtypeStruct(jnp.broadcast_shapes(*[jnp.shape(a) for a in arrays]), token_dtype)
     return jax.pure_callback(callback, shape, *arrays, vmap_method="broadcast_all")
@@ -227,9 +230,9 @@ def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
     ``jacfwd``, ``jacrev``, ``jit`` and ``vmap``, with pytrees for x and params.
 
     Checks, when ``check`` is True, each time a derivative is taken (raising
-    :class:`IFTConditionError`; under ``jit``/``vmap`` it arrives wrapped in JAX's runtime error
-    with the same message; the check is one vectorised host call per
-    evaluation):
+    :class:`IFTConditionError`; under ``jit``/``vmap``, and for the linear-solve check always,
+    it arrives wrapped in ``jax.errors.JaxRuntimeError`` with the same message; the check is one
+    vectorised host call per evaluation, and it also guards second derivatives):
 
     * condition 1: max |F(x_star, params)| <= ``residual_tol`` (default sqrt(eps));
     * condition 3: sigma_min(dF/dx) > ``rank_rtol`` * scale (default 100 m eps; for m <= 256);

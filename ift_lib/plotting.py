@@ -11,7 +11,7 @@ PALETTE = {
     "point": "#d1495b",      # the current solution point
     "tangent": "#2e86ab",    # IFT derivative / tangent line
     "arc": "#3a9d5d",        # a local parameterization
-    "warn": "#e07a1f",       # where the IFT does not apply
+    "warn": "#b45309",       # where the IFT does not apply (4.8:1 on white)
     "grid": "#d9dde3",
     "text": "#222222",
     "muted": "#6b7280",

@@ -222,21 +222,31 @@ def test_jvp_and_vjp():
                                rtol=RTOL)
 
 
+@pytest.mark.parametrize("check", [True, False], ids=["checked", "unchecked"])
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
 @pytest.mark.parametrize("outer, inner", [(jax.jacfwd, jax.jacfwd), (jax.jacfwd, jax.jacrev),
                                           (jax.jacrev, jax.jacrev)], ids=["fwd-fwd", "fwd-rev", "rev-rev"])
-def test_second_order_without_checks(outer, inner):
-    # The checks run as host callbacks, which JAX cannot differentiate, so higher-order
-    # derivatives need check=False. The solver must not be differentiated at second order
-    # either: with a stop_gradient solver, differentiating it would silently give 0 (fwd-fwd)
-    # or fail (regression test for the jvp rule calling the raw solver).
-    roots = [custom_root(sqrt_F, check=False)(solver)
+def test_second_order(outer, inner, jit, check):
+    # Second derivatives come from the IFT applied twice. The solver must not be differentiated
+    # at second order: with a stop_gradient solver, differentiating it would silently give 0
+    # (fwd-fwd) or fail (regression test for the jvp rule calling the raw solver). The checks
+    # are host callbacks, which have no JVP; they must not get in the way of a second derivative.
+    roots = [custom_root(sqrt_F, check=check)(solver)
              for solver in (lambda init, theta: jnp.sqrt(jax.lax.stop_gradient(theta)), newton_sqrt)]
-    d2s = jax.jit(lambda i, t: [outer(inner(root, argnums=1), argnums=1)(i, t) for root in roots])(
-        jnp.ones(2), jnp.array([4.0, 9.0]))
+    hess = lambda i, t: [outer(inner(root, argnums=1), argnums=1)(i, t) for root in roots]
+    d2s = (jax.jit(hess) if jit else hess)(jnp.ones(2), jnp.array([4.0, 9.0]))
     expected = np.zeros((2, 2, 2))
     expected[0, 0, 0], expected[1, 1, 1] = -0.25 * 4.0**-1.5, -0.25 * 9.0**-1.5
     for d2 in d2s:
         np.testing.assert_allclose(np.asarray(d2), expected, rtol=RTOL, atol=1e-15)
+
+
+def test_second_order_still_checks():
+    # a second derivative at a point where the IFT fails must raise, not return numbers
+    root = custom_root(sqrt_F)(lambda init, theta: jnp.sqrt(jax.lax.stop_gradient(theta)))
+    with pytest.raises((IFTConditionError, jax.errors.JaxRuntimeError), match="condition 3"):
+        jax.block_until_ready(jax.jit(jax.hessian(lambda t: root(jnp.ones(2), t).sum()))(
+            jnp.array([0.0, 9.0])))
 
 
 # ------------------------------------------------------------------------------- solve options

@@ -7,7 +7,7 @@ import math
 import pytest
 
 CHAPTER = "chapters/01_unit_circle.html"
-WARN_RGB = "rgb(224, 122, 31)"   # ift_lib.plotting.PALETTE["warn"] = #e07a1f
+WARN_RGB = "rgb(180, 83, 9)"   # ift_lib.plotting.PALETTE["warn"] = #b45309
 
 
 def open_widget(page, base_url):
