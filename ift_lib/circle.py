@@ -61,10 +61,16 @@ def newton_circle(init, theta, num_steps: int = 60):
 solve_circle = custom_root(circle_residual)(newton_circle)
 
 
+#: The point itself as the "solution": custom_root's checks then test that (theta, x) is on the
+#: circle (condition 1) and that dF/dx = 2x is not zero (condition 3) before taking a derivative.
+_point_on_circle = custom_root(circle_residual)(lambda x, theta: x)
+
+
 def ift_slope(theta, x):
-    """dx/dtheta at the point (theta, x) of the circle, from ift_lib's IFT (raises
-    IFTConditionError at x = 0 or off the circle)."""
-    return jax.grad(solve_circle, argnums=1)(jnp.asarray(x, float), jnp.asarray(theta, float))
+    """dx/dtheta = -(dF/dtheta)/(dF/dx) = -theta/x at the point (theta, x) of the circle, from
+    ift_lib's IFT. Raises IFTConditionError when (theta, x) is not on the circle (|F| > sqrt(eps))
+    or x = 0; the point is used as given, never moved by a solver."""
+    return jax.grad(_point_on_circle, argnums=1)(jnp.asarray(x, float), jnp.asarray(theta, float))
 
 
 def circle_table(num_points: int = 360, arc_halfwidth: float = 0.3, arc_points: int = 13) -> dict:

@@ -60,10 +60,13 @@ def test_ift_slope_raises_at_vertical_tangents(theta):
         ift_slope(theta, 0.0)
 
 
-def test_ift_slope_raises_off_the_circle():
-    # Newton from x = 0 cannot move (0/0): not a solution, condition 1
+@pytest.mark.parametrize("theta, x", [(0.5, 0.0), (1.0, 1.0), (0.6, 0.8 + 1e-6)])
+def test_ift_slope_raises_off_the_circle(theta, x):
+    # the point is used as given: a point off the circle is refused (condition 1), never moved
+    # by a solver towards some nearby point (from (1, 1) Newton would crawl to x ~ 1e-8 and
+    # report a slope of -1e8 at the fold)
     with pytest.raises(IFTConditionError, match="condition 1"):
-        ift_slope(0.5, 0.0)
+        ift_slope(theta, x)
 
 
 def test_local_parameterization():
