@@ -178,16 +178,16 @@ def _is_concrete(tree: PyTree) -> bool:
     return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree))
 
 
-def _host_check(message_fn, *arrays):
+def _host_check(message_fn, *arrays, error: type[Exception] = IFTConditionError):
     """Run ``message_fn(*arrays)`` on the host when the computation executes (jit, vmap, eager)
-    and raise IFTConditionError if it returns a message. Returns a zero scalar token that the
+    and raise ``error`` if it returns a message. Returns a zero scalar token that the
     caller must add into its output, so the check cannot be removed as dead code. Vectorised
     under vmap: one host call per batch, not one per element."""
     def callback(*host_arrays):
         host_arrays = [np.asarray(a) for a in host_arrays]
         msg = message_fn(*host_arrays)
         if msg:
-            raise IFTConditionError(msg)
+            raise error(msg)
         return np.zeros(np.broadcast_shapes(*[a.shape for a in host_arrays]), token_dtype)
 
     # The diagnostics are not differentiated (a check has no derivative); stop_gradient keeps
@@ -265,7 +265,13 @@ def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
             # dead code under jit (e.g. jit(grad(lambda p: solver(init, p).sum()))).
             matvec = lambda t: _tie_linear(
                 jax.jvp(lambda x_: optimality_fn(x_, *params), (x,), (t,))[1], token)
-            neg_rhs = jax.tree.map(jnp.negative, rhs)
+            # An equation that does not involve params gets a constant zero from jvp, and
+            # custom_linear_solve cannot transpose a constant right-hand side (reverse mode).
+            # Adding an exactly-zero term that is linear in dparams (a sum over an empty slice)
+            # makes every leaf linear in dparams.
+            anchor = sum((jnp.sum(jnp.ravel(l)[:0]) for l in jax.tree.leaves(dparams)
+                          if jnp.issubdtype(jnp.result_type(l), jnp.inexact)), 0.0)
+            neg_rhs = jax.tree.map(lambda r: -r + jnp.asarray(anchor, r.dtype), rhs)
             checked_solve = _checked(linear_solve, x) if check else linear_solve
             dx = jax.lax.custom_linear_solve(
                 matvec, neg_rhs,

@@ -681,3 +681,25 @@ def test_check_ift_pytrees_and_jacobian_values():
 def test_check_ift_wrong_shape():
     with pytest.raises(ValueError, match="same structure and shapes"):
         check_ift(lambda x, t: jnp.sum(x - t), jnp.ones(2), jnp.ones(2))
+
+
+@pytest.mark.parametrize("solve", ["dense", "gmres"])
+def test_equation_without_params_reverse_mode(solve):
+    # the second equation does not involve theta: its jvp right-hand side is a constant zero,
+    # which custom_linear_solve cannot transpose unless it is made linear in the tangent
+    def F(x, theta):
+        y, s = x
+        return (y - theta + s, jnp.sum(jnp.exp(y)) - 1.0)
+
+    def exact(init, theta):
+        lse = jax.scipy.special.logsumexp(theta)
+        return theta - lse, lse
+
+    root = custom_root(F, solve=solve)(exact)
+    theta = jnp.array([0.3, -1.0, 2.0])
+    init = (jnp.zeros(3), jnp.zeros(()))
+    J_rev = jax.jacrev(lambda t: root(init, t)[0])(theta)
+    J_fwd = jax.jacfwd(lambda t: root(init, t)[0])(theta)
+    J_ref = jax.jacobian(jax.nn.log_softmax)(theta)
+    np.testing.assert_allclose(np.asarray(J_rev), np.asarray(J_ref), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(J_fwd), np.asarray(J_ref), atol=1e-12)
