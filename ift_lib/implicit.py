@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from typing import Any, Callable
 
 import jax
@@ -178,6 +179,19 @@ def _is_concrete(tree: PyTree) -> bool:
     return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree))
 
 
+class _QuietCheckFailures(logging.Filter):
+    """JAX logs a full traceback ("jax.pure_callback failed") for every exception raised in a
+    host callback, then raises it again wrapped in a JaxRuntimeError. For ift_lib's own check
+    failures the raised error already says everything: drop the log record, keep the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not getattr(exc, "_ift_lib_check", False)
+
+
+logging.getLogger("jax._src.callback").addFilter(_QuietCheckFailures())
+
+
 def _host_check(message_fn, *arrays, error: type[Exception] = IFTConditionError):
     """Run ``message_fn(*arrays)`` on the host when the computation executes (jit, vmap, eager)
     and raise ``error`` if it returns a message. Returns a zero scalar token that the
@@ -187,7 +201,9 @@ def _host_check(message_fn, *arrays, error: type[Exception] = IFTConditionError)
         host_arrays = [np.asarray(a) for a in host_arrays]
         msg = message_fn(*host_arrays)
         if msg:
-            raise error(msg)
+            err = error(msg)
+            err._ift_lib_check = True   # JAX re-raises it wrapped; _QuietCheckFailures mutes its log
+            raise err
         return np.zeros(np.broadcast_shapes(*[a.shape for a in host_arrays]), token_dtype)
 
     # The diagnostics are not differentiated (a check has no derivative); stop_gradient keeps

@@ -55,9 +55,17 @@ def solve_cg(matvec: MatVec, b: PyTree, *, tol: float = 1e-10, atol: float = 0.0
 def solve_gmres(matvec: MatVec, b: PyTree, *, tol: float = 1e-10, atol: float = 0.0,
                 restart: int = 20, maxiter: int | None = None,
                 init: PyTree | None = None) -> PyTree:
-    """Restarted GMRES (any nonsingular A)."""
-    return jsp_linalg.gmres(matvec, b, x0=init, tol=tol, atol=atol, restart=restart,
-                            maxiter=maxiter, solve_method="batched")[0]
+    """Restarted GMRES (any nonsingular A). Solves for b / |b| and scales back: JAX's gmres
+    returns 0 for any b with |b| below machine epsilon, which would be a wrong answer for a
+    legitimately tiny right-hand side (e.g. a cotangent of 1e-20); ``atol`` is in b's units."""
+    flat_b, _ = ravel_pytree(b)
+    norm = jnp.linalg.norm(flat_b)
+    scale = jnp.where(norm > 0, norm, jnp.ones_like(norm))
+    unit = lambda tree: jax.tree.map(lambda l: l / scale.astype(l.dtype), tree)
+    y = jsp_linalg.gmres(matvec, unit(b), x0=None if init is None else unit(init), tol=tol,
+                         atol=atol / scale, restart=restart, maxiter=maxiter,
+                         solve_method="batched")[0]
+    return jax.tree.map(lambda l: l * scale.astype(l.dtype), y)
 
 
 def solve_bicgstab(matvec: MatVec, b: PyTree, *, tol: float = 1e-10, atol: float = 0.0,

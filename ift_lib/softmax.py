@@ -25,7 +25,8 @@ from ift_lib.implicit import _host_check, _is_concrete, _tie, custom_root
 from ift_lib.linear_solve import LinearSolver
 
 __all__ = ["softmax", "sparsemax", "softmax_kkt_full", "softmax_kkt_reduced", "softmax_kkt_log",
-           "softmax_kkt_point", "sparsemax_kkt_full", "sparsemax_kkt_point", "sparsemax_threshold"]
+           "softmax_kkt_point", "softmax_mirror_descent", "sparsemax_kkt_full",
+           "sparsemax_kkt_point", "sparsemax_threshold"]
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -57,15 +58,17 @@ def _finite_message(name: str):
     return message
 
 
-def _check_finite(theta, out, name: str):
-    """Raise ValueError now (concrete theta) or when the computation runs (traced theta)."""
+def _check_finite(theta, name: str):
+    """theta, checked: raise ValueError now (concrete theta) or when the computation runs (traced
+    theta). The check is tied into theta, not into the output, so that it also runs when only a
+    derivative is used (tied into the output, jit removed it from jit(grad(...)) as dead code)."""
     num_bad = jnp.sum(~jnp.isfinite(theta)).astype(theta.dtype)
     if _is_concrete(theta):
         msg = _finite_message(name)(np.asarray(num_bad))
         if msg:
             raise ValueError(msg)
-        return out
-    return _tie(out, _host_check(_finite_message(name), num_bad, error=ValueError))
+        return theta
+    return _tie(theta, _host_check(_finite_message(name), num_bad, error=ValueError))
 
 
 # ----------------------------------------------------------------------------- KKT residuals
@@ -109,9 +112,8 @@ def softmax_kkt_point(theta):
     """The exact KKT point (z, u, v) of the softmax problem for theta of shape (..., n):
     z = exp(theta - lse), u = lse - 1 (shape (...)), v = 0."""
     theta = _prepare(theta, -1, "softmax_kkt_point")
-    lse = _logsumexp(theta)
-    z = jnp.exp(theta - lse)
-    return z, lse[..., 0] - 1.0, jnp.zeros_like(z)
+    z = _softmax_value(theta)
+    return z, _logsumexp(theta)[..., 0] - 1.0, jnp.zeros_like(z)
 
 
 def sparsemax_kkt_full(x, theta):
@@ -128,7 +130,33 @@ def sparsemax_kkt_full(x, theta):
 # ----------------------------------------------------------------------------- softmax
 
 def _softmax_value(theta):
-    return jnp.exp(theta - _logsumexp(theta))
+    # exp(theta - max) / sum: theta - max is exact, unlike theta - lse (|theta| ~ 1e3 would
+    # lose ~1e-13 relative accuracy to the rounding of lse)
+    e = jnp.exp(theta - jax.lax.stop_gradient(jnp.max(theta, axis=-1, keepdims=True)))
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_mirror_descent(theta, num_steps: int = 60, step: float = 0.5, init=None):
+    """An iterative solver of the softmax problem (for teaching: the IFT ignores how z was found).
+
+    Mirror descent with the entropy mirror map (exponentiated gradient) on the simplex,
+        z_{k+1} = z_k^(1 - step) * exp(step * theta) / normaliser,
+    so log z_k - log z* shrinks by the factor (1 - step) per step (0 < step <= 1). theta (n,)
+    -> z (n,) after ``num_steps`` steps from ``init`` (default: uniform). Plain JAX, so it can
+    also be differentiated step by step (unrolled).
+    """
+    theta = jnp.asarray(theta, jnp.result_type(theta, float))
+    if not 0 < step <= 1:
+        raise ValueError(f"softmax_mirror_descent: step must be in (0, 1], got {step}")
+    log_z = (jnp.full_like(theta, -jnp.log(theta.shape[-1])) if init is None
+             else jnp.log(jnp.asarray(init, theta.dtype)))
+
+    def one_step(log_z, _):
+        logits = (1.0 - step) * log_z + step * theta
+        return logits - _logsumexp(logits), None
+
+    log_z, _ = jax.lax.scan(one_step, log_z, None, length=num_steps)
+    return jnp.exp(log_z)
 
 
 @jax.custom_jvp
@@ -176,13 +204,12 @@ def softmax(theta, axis: int = -1, *, solve: str | LinearSolver = "schur"):
     Shapes: theta (..., n, ...) -> z of the same shape. Raises ValueError for NaN/inf entries
     (under jit: when the computation runs) and for an empty or out-of-range axis.
     """
-    t = _prepare(theta, axis, "softmax")
+    t = _check_finite(_prepare(theta, axis, "softmax"), "softmax")
     if solve == "schur":
         z = _softmax_schur(t)
     else:
         one = _softmax_by_custom_root(solve)
         z = jax.vmap(one)(t.reshape(-1, t.shape[-1])).reshape(t.shape)
-    z = _check_finite(t, z, "softmax")
     return jnp.moveaxis(z, -1, axis)
 
 
@@ -191,8 +218,11 @@ def softmax(theta, axis: int = -1, *, solve: str | LinearSolver = "schur"):
 def _threshold(theta):
     """tau with sum max(theta - tau, 0) = 1 along the last axis, shape (..., 1): bisection on the
     dual (the function is decreasing in tau, = >= 0 at max - 1 and -1 at max), then the exact
-    tau = (sum_S theta - 1) / |S| on the support S = {theta_i > tau} (twice, to settle ties)."""
-    theta = jax.lax.stop_gradient(theta)
+    tau = (sum_S theta - 1) / |S| on the support S = {theta_i > tau} (twice, to settle ties).
+    Only the support is found without gradient: the last exact step uses theta itself, so
+    dtau = mean_S(dtheta), the IFT derivative of the multiplier u (at a kink: the one-sided
+    derivative that ``sparsemax`` uses)."""
+    theta_in, theta = theta, jax.lax.stop_gradient(theta)
     top = jnp.max(theta, axis=-1, keepdims=True)
 
     def excess(tau):
@@ -206,18 +236,18 @@ def _threshold(theta):
 
     num_halvings = jnp.finfo(theta.dtype).nmant + 10
     tau, _ = jax.lax.fori_loop(0, num_halvings, halve, (top - 1.0, top))
-    for _ in range(2):
+    for values in (theta, theta_in):
         support = theta > tau
         size = jnp.sum(support, axis=-1, keepdims=True)
-        tau = (jnp.sum(jnp.where(support, theta, 0.0), axis=-1, keepdims=True) - 1.0) / size
+        tau = (jnp.sum(jnp.where(support, values, 0.0), axis=-1, keepdims=True) - 1.0) / size
     return tau
 
 
 def sparsemax_threshold(theta, axis: int = -1):
     """The threshold tau of sparsemax (the multiplier u of its equality), shape theta's without
     ``axis``."""
-    t = _prepare(theta, axis, "sparsemax_threshold")
-    return _check_finite(t, _threshold(t)[..., 0], "sparsemax_threshold")
+    t = _check_finite(_prepare(theta, axis, "sparsemax_threshold"), "sparsemax_threshold")
+    return _threshold(t)[..., 0]
 
 
 def sparsemax_kkt_point(theta):
@@ -256,6 +286,6 @@ def sparsemax(theta, axis: int = -1):
     piece on which i stays outside the support, which is the directional derivative for every
     direction d with d_i <= mean_S(d). Shapes and errors as :func:`softmax`.
     """
-    t = _prepare(theta, axis, "sparsemax")
-    z = _check_finite(t, _sparsemax_support(t), "sparsemax")
+    t = _check_finite(_prepare(theta, axis, "sparsemax"), "sparsemax")
+    z = _sparsemax_support(t)
     return jnp.moveaxis(z, -1, axis)

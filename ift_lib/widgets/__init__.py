@@ -2,7 +2,10 @@
 
 CircleWidget   Ch. 1: drag a point on the unit circle, see the IFT slope dx/dtheta and the
                local parameterization x(theta) there; where dF/dx = 0 it says the IFT does not apply.
+SoftmaxWidget  Ch. 2: move the temperature T and pick a score vector theta; see softmax(theta/T) and
+               sparsemax(theta/T) side by side, sparsemax's support, and both Jacobians d/dtheta.
 """
 from ift_lib.widgets.circle import CircleWidget
+from ift_lib.widgets.softmax import SoftmaxWidget
 
-__all__ = ["CircleWidget"]
+__all__ = ["CircleWidget", "SoftmaxWidget"]
