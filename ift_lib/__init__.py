@@ -1,7 +1,7 @@
 """ift_lib: the implicit function theorem and differentiation through optimization, in JAX.
 
 Core (every chapter):  custom_root, check_ift, IFTReport, IFTConditionError, linear_solve.
-Chapter modules:       circle (Ch. 1), softmax (Ch. 2).
+Chapter modules:       circle (Ch. 1), softmax (Ch. 2), unrolled (Ch. 4).
 """
 from ift_lib import linear_solve
 from ift_lib.implicit import IFTConditionError, IFTReport, check_ift, custom_root

@@ -18,3 +18,7 @@ fi
 export PATH="$ROOT/.venv/bin:$PATH"
 export JAX_PLATFORMS=cpu
 export PYDEVD_DISABLE_FILE_VALIDATION=1
+# OpenBLAS worker threads keep spinning after a LAPACK call (e.g. the SVD of custom_root's checks)
+# and starve JAX's host callbacks on a 2-core machine (100+ ms stalls per call); one thread is
+# faster here. Override by exporting OPENBLAS_NUM_THREADS yourself.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
