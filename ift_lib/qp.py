@@ -1,0 +1,429 @@
+"""Convex quadratic programs, solved by an interior-point method and differentiated by the IFT.
+
+    minimize_z  1/2 z'Qz + q'z      s.t.  Gz <= h  (m rows),  Az = b  (p rows),   z in R^n
+
+Sign convention (as in ``ift_lib.softmax``): the Lagrangian is
+
+    L(z, lam, nu) = 1/2 z'Qz + q'z + nu'(Az - b) + lam'(Gz - h),      lam >= 0,
+
+so the KKT conditions at the solution, with slack s = h - Gz, are
+
+    Qz + q + G'lam + A'nu = 0,   Az = b,   s >= 0,   lam >= 0,   lam * s = 0.
+
+Value: a primal-dual interior-point method with Mehrotra's predictor-corrector (the LP-cone case
+of CVXOPT's ``coneqp``, as in OptNet), jit-compiled, one ``lax.while_loop`` of at most
+``max_iter`` steps. Each step eliminates ds and dlam from the Newton system (symmetric block
+elimination) and solves the remaining symmetric (n + p) system
+
+    [[Q + G' D G + delta I,  A'      ],   [dz ]
+     [A,                     -delta I]] . [dnu]  = rhs,        D = diag(lam / s),
+
+by one factorization shared by predictor and corrector: Cholesky of the (1, 1) block when there
+are no equalities (p = 0; it is positive definite), else LU of the whole saddle-point matrix
+(indefinite, so no Cholesky; a Schur complement A H^-1 A' would be Cholesky-able too, but is
+fragile when H is nearly singular, as in LPs). The regularization delta (``REG`` times
+max(1, max|Q|)) keeps the system solvable when Q + G'DG is singular or A is rank deficient; it
+only perturbs the Newton direction (the residuals are always evaluated exactly), and it is what
+makes an unbounded problem show up as a diverging iterate (status 3) instead of a singular
+factorization.
+
+Derivatives (forward mode by ``jax.custom_jvp``, reverse mode by JAX's transposition of it):
+differentiating the KKT conditions (stationarity, lam * (Gz - h) = 0, Az = b) gives one linear
+solve with the (n + m + p) square matrix
+
+    [[Q,           G',           A'],   [dz  ]      [dQ z + dq + dG'lam + dA'nu]
+     [D(lam) G,    D(Gz - h),    0 ], . [dlam]  = - [D(lam) (dG z - dh)        ]
+     [A,           0,            0 ]]   [dnu ]      [dA z - db                 ]
+
+(OptNet's matrix [[Q, G'D(lam), A'], [G, D(Gz - h), 0], [A, 0, 0]] is this one with the
+complementarity rows divided by lam and dlam scaled by lam; the form here avoids dividing by
+lam ~ 0 at inactive constraints). It is factorized afresh at the solution (the loop's last
+factorization belongs to the previous iterate and to the eliminated, ill-conditioned form), and
+dQ enters only through its symmetric part (dQ + dQ')/2 -- the QP depends on sym(Q) only -- so
+reverse mode returns a symmetric dQ. The derivative exists when the IFT applies: strict
+complementarity (no constraint with lam_i = s_i = 0) and a nonsingular KKT matrix. It is the
+exact derivative of the interior-point point, where lam_i s_i ~ tol rather than 0: at an active
+constraint the relative error is about s_i / lam_i ~ tol / lam_i^2 (a smaller ``tol`` helps when
+some multiplier is small). At a weakly active constraint (lam_i = s_i = 0) the interior-point
+solution has lam_i ~ s_i ~ sqrt(tol) (so z is only sqrt(tol)-accurate there) and the returned
+derivative is a mixture of the one-sided ones. With linearly dependent rows of A (or of the
+active rows of [G; A]) the multipliers are not unique, the matrix is singular, and the
+derivative comes out NaN. Second derivatives work (the rule calls the solver through
+``custom_jvp`` again).
+
+Status codes (``QPSolution.status``):
+    0 solved, 1 ``max_iter`` reached (the last iterate is returned), 2 primal infeasible,
+    3 dual infeasible (unbounded below), 4 bad input (NaN/inf entries, Q not symmetric or not
+    positive semidefinite).
+With concrete (non-traced) inputs, ``solve_qp`` raises a ``QPError`` (a ValueError) for every
+status but 0. Under jit, vmap or grad it cannot raise: it returns the status, and for statuses
+2, 3 and 4 z, lam, nu and s are NaN (so every derivative is NaN too) -- never a silent wrong
+answer. Shape errors are raised in every case (shapes are static).
+
+Batching: each argument may carry the same leading batch dims, or none (then it is shared by the
+batch: vmap with in_axes None, so its gradient is the sum over the batch).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_factor, cho_solve, lu_factor, lu_solve
+
+from ift_lib.implicit import _is_concrete
+
+__all__ = ["solve_qp", "QPSolution", "QPError", "QPInputError", "QPInfeasibleError",
+           "QPUnboundedError", "QPNotConvergedError", "STATUS"]
+
+STATUS = {0: "solved", 1: "max_iter reached", 2: "primal infeasible",
+          3: "dual infeasible (unbounded)", 4: "bad input"}
+
+#: Relative regularization delta of the Newton system (see the module docstring).
+REG = 1e-13
+#: Fraction of the step to the boundary of s, lam >= 0.
+STEP_FRACTION = 0.99
+
+
+class QPError(ValueError):
+    """Base class of solve_qp's errors."""
+
+
+class QPInputError(QPError):
+    """Bad input: shapes, NaN/inf entries, Q not symmetric positive semidefinite (status 4)."""
+
+
+class QPInfeasibleError(QPError):
+    """The constraints Gz <= h, Az = b have no solution (status 2)."""
+
+
+class QPUnboundedError(QPError):
+    """The objective is unbounded below on the feasible set (status 3)."""
+
+
+class QPNotConvergedError(QPError):
+    """The interior-point method reached max_iter before the tolerance (status 1)."""
+
+
+class QPSolution(NamedTuple):
+    """Solution of a QP; shapes for batch dims (...), n variables, m inequalities, p equalities
+    (an absent block gives m = 0 or p = 0, i.e. empty arrays).
+
+    z (..., n); lam (..., m) >= 0 (multipliers of Gz <= h); nu (..., p) (of Az = b);
+    s (..., m) = h - Gz; iterations (...) int; primal_residual (...) = max(|Gz + s_ipm - h|,
+    |Az - b|) (s_ipm >= 0 the method's own slack); dual_residual (...) = |Qz + q + G'lam + A'nu|
+    (max norms); gap (...) = s_ipm.lam; status (...) int (see ``STATUS``).
+    """
+    z: jax.Array
+    lam: jax.Array
+    nu: jax.Array
+    s: jax.Array
+    iterations: jax.Array
+    primal_residual: jax.Array
+    dual_residual: jax.Array
+    gap: jax.Array
+    status: jax.Array
+
+
+# ----------------------------------------------------------------------------- the solver
+
+def _maxabs(x):
+    return jnp.max(jnp.abs(x)) if x.size else jnp.zeros((), x.dtype)
+
+
+def _input_status(Q, q, G, h, A, b):
+    """True when the inputs are bad (non-finite entries, Q not symmetric PSD)."""
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in (Q, q, G, h, A, b)]))
+    Qf = jnp.where(jnp.isfinite(Q), Q, 0.0)
+    scale = jnp.maximum(_maxabs(Qf), jnp.finfo(Q.dtype).tiny)
+    n = Q.shape[-1]
+    eps = jnp.finfo(Q.dtype).eps
+    asym = _maxabs(Qf - Qf.T) > 100 * eps * scale
+    min_eig = jnp.linalg.eigvalsh(0.5 * (Qf + Qf.T))[0]
+    not_psd = min_eig < -100 * n * eps * scale
+    return ~finite | asym | not_psd
+
+
+def _residuals(Q, q, G, h, A, b, z, s, lam, nu):
+    rd = Q @ z + q + G.T @ lam + A.T @ nu
+    rin = G @ z + s - h
+    req = A @ z - b
+    return rd, rin, req
+
+
+def _status(Q, q, G, h, A, b, z, s, lam, nu, tol):
+    """(status, primal residual, dual residual, gap): status -1 = keep going, 0 solved, 2, 3."""
+    rd, rin, req = _residuals(Q, q, G, h, A, b, z, s, lam, nu)
+    pres = jnp.maximum(_maxabs(rin), _maxabs(req))
+    dres = _maxabs(rd)
+    gap = jnp.dot(s, lam)
+    obj = 0.5 * z @ (Q @ z) + q @ z
+    p_ok = pres <= tol * (1 + jnp.maximum(_maxabs(h), _maxabs(b)))
+    d_ok = dres <= tol * (1 + _maxabs(q))
+    solved = p_ok & d_ok & (gap <= tol * (1 + jnp.abs(obj)))
+    eps_inf = jnp.sqrt(tol) * 1e-3                      # 1e-8 for tol = 1e-10
+    # primal infeasibility (Farkas): lam >= 0, nu with G'lam + A'nu = 0 and h'lam + b'nu < 0
+    hy = h @ lam + b @ nu
+    infeasible = ~p_ok & (hy < 0) & (_maxabs(G.T @ lam + A.T @ nu) <= eps_inf * -hy)
+    # dual infeasibility: a direction z with Qz = 0, Az = 0, Gz <= 0 and q'z < 0
+    qz = q @ z
+    gz = jnp.max(G @ z) if G.shape[0] else jnp.zeros((), z.dtype)
+    unbounded = ~d_ok & (qz < 0) & (jnp.maximum(jnp.maximum(_maxabs(Q @ z), _maxabs(A @ z)),
+                                                gz) <= eps_inf * -qz)
+    status = jnp.where(solved, 0, jnp.where(infeasible, 2, jnp.where(unbounded, 3, -1)))
+    return status, pres, dres, gap
+
+
+def _factor(Q, G, A, d, delta):
+    """Factorize the eliminated Newton system: Cholesky of H = Q + G'DG + delta I when there are
+    no equalities (H is then positive definite), else LU of the saddle-point matrix."""
+    n, p = Q.shape[0], A.shape[0]
+    H = Q + G.T @ (d[:, None] * G) + delta * jnp.eye(n, dtype=Q.dtype)
+    if not p:
+        return cho_factor(H)
+    K = jnp.concatenate([jnp.concatenate([H, A.T], axis=1),
+                         jnp.concatenate([A, -delta * jnp.eye(p, dtype=Q.dtype)], axis=1)], axis=0)
+    return lu_factor(K)
+
+
+def _kkt_solve(factors, n, rz, rnu):
+    if not rnu.size:
+        return cho_solve(factors, rz), rnu
+    x = lu_solve(factors, jnp.concatenate([rz, rnu]))
+    return x[:n], x[n:]
+
+
+def _max_step(x, dx):
+    """The largest a in [0, 1] with x + a dx >= 0 (x > 0)."""
+    ratio = jnp.where(dx < 0, -x / jnp.where(dx < 0, dx, -1.0), jnp.inf)
+    return jnp.minimum(1.0, jnp.min(ratio)) if x.size else jnp.ones((), x.dtype)
+
+
+def _ipm(Q, q, G, h, A, b, tol, max_iter):
+    """The interior-point method for one QP: returns a QPSolution (unbatched)."""
+    n, m = Q.shape[0], G.shape[0]
+    dtype = Q.dtype
+    bad = _input_status(Q, q, G, h, A, b)
+    delta = REG * jnp.maximum(1.0, _maxabs(jnp.where(jnp.isfinite(Q), Q, 0.0)))
+
+    # Start (CVXOPT): solve the KKT system with D = I, then shift s and lam into the interior.
+    lu = _factor(Q, G, A, jnp.ones(m, dtype), delta)
+    z, nu = _kkt_solve(lu, n, -q + G.T @ h, b)
+    s = h - G @ z
+    lam = -s
+    if m:
+        s = jnp.where(jnp.min(s) > 0, s, s + 1.0 - jnp.min(s))
+        lam = jnp.where(jnp.min(lam) > 0, lam, lam + 1.0 - jnp.min(lam))
+
+    def newton(lu, rd, rin, req, s, lam, rc):
+        # Q dz + G'dlam + A'dnu = -rd;  G dz + ds = -rin;  A dz = -req;  lam ds + s dlam = rc
+        w = (rc + lam * rin) / s if m else jnp.zeros(0, dtype)
+        dz, dnu = _kkt_solve(lu, n, -rd - G.T @ w, -req)
+        ds = -rin - G @ dz
+        dl = (rc - lam * ds) / s if m else jnp.zeros(0, dtype)
+        return dz, ds, dl, dnu
+
+    def body(carry):
+        it, z, s, lam, nu, _, _, _, _ = carry
+        rd, rin, req = _residuals(Q, q, G, h, A, b, z, s, lam, nu)
+        lu = _factor(Q, G, A, lam / s, delta)
+        if m:
+            mu = jnp.dot(s, lam) / m
+            dz, ds, dl, dnu = newton(lu, rd, rin, req, s, lam, -s * lam)          # predictor
+            a = jnp.minimum(_max_step(s, ds), _max_step(lam, dl))
+            mu_aff = jnp.dot(s + a * ds, lam + a * dl) / m
+            sigma = jnp.clip(mu_aff / mu, 0.0, 1.0) ** 3
+            rc = -s * lam - ds * dl + sigma * mu                                   # corrector
+            dz, ds, dl, dnu = newton(lu, rd, rin, req, s, lam, rc)
+            a = jnp.minimum(1.0, STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(lam, dl)))
+        else:
+            dz, ds, dl, dnu = newton(lu, rd, rin, req, s, lam, jnp.zeros(0, dtype))
+            a = jnp.ones((), dtype)
+        z, s, lam, nu = z + a * dz, s + a * ds, lam + a * dl, nu + a * dnu
+        return (it + 1, z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
+
+    def cond(carry):
+        return (carry[5] == -1) & (carry[0] < max_iter)
+
+    init = (jnp.zeros((), jnp.int32), z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
+    init = init[:5] + (jnp.where(bad, 4, init[5]),) + init[6:]
+    it, z, s, lam, nu, status, pres, dres, gap = jax.lax.while_loop(cond, body, init)
+    status = jnp.where(status == -1, 1, status).astype(jnp.int32)
+    failed = status >= 2
+    nan = lambda x: jnp.where(failed, jnp.nan, x)
+    return QPSolution(nan(z), nan(lam), nan(nu), nan(h - G @ z), it, pres, dres, gap, status)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7))
+def _qp(Q, q, G, h, A, b, tol, max_iter):
+    return _ipm(Q, q, G, h, A, b, tol, max_iter)
+
+
+@_qp.defjvp
+def _qp_jvp(tol, max_iter, primals, tangents):
+    Q, q, G, h, A, b = primals
+    dQ, dq, dG, dh, dA, db = tangents
+    sol = _qp(Q, q, G, h, A, b, tol, max_iter)
+    z, lam, nu = sol.z, sol.lam, sol.nu
+    n, m, p = Q.shape[0], G.shape[0], A.shape[0]
+    r = G @ z - h
+    K = jnp.concatenate([
+        jnp.concatenate([Q, G.T, A.T], axis=1),
+        jnp.concatenate([lam[:, None] * G, jnp.diag(r), jnp.zeros((m, p), Q.dtype)], axis=1),
+        jnp.concatenate([A, jnp.zeros((p, m + p), Q.dtype)], axis=1)], axis=0)
+    dQs = 0.5 * (dQ + dQ.T)          # the QP depends on sym(Q) only
+    rhs = -jnp.concatenate([dQs @ z + dq + dG.T @ lam + dA.T @ nu, lam * (dG @ z - dh),
+                            dA @ z - db])
+    x = lu_solve(lu_factor(K), rhs)
+    dz, dlam, dnu = x[:n], x[n:n + m], x[n + m:]
+    ds = dh - dG @ z - G @ dz
+    # statuses 2-4: NaN tangents (K alone may be finite, e.g. without constraints). A product,
+    # not a jnp.where, so the tangent stays linear (transposable)
+    poison = jnp.where(sol.status >= 2, jnp.nan, 1.0).astype(Q.dtype)
+    dz, dlam, dnu, ds = (poison * x for x in (dz, dlam, dnu, ds))
+    zero = lambda a: jnp.zeros_like(a)
+    int0 = lambda a: np.zeros(a.shape, jax.dtypes.float0)
+    return sol, QPSolution(dz, dlam, dnu, ds, int0(sol.iterations), zero(sol.primal_residual),
+                           zero(sol.dual_residual), zero(sol.gap), int0(sol.status))
+
+
+@functools.partial(jax.jit, static_argnums=(6, 7, 8))
+def _solve_flat(Q, q, G, h, A, b, tol, max_iter, in_axes):
+    fn = lambda *args: _qp(*args, tol, max_iter)
+    if any(ax is not None for ax in in_axes):
+        fn = jax.vmap(fn, in_axes=in_axes)
+    return fn(Q, q, G, h, A, b)
+
+
+# ----------------------------------------------------------------------------- the public function
+
+_BASE_NDIM = {"Q": 2, "q": 1, "G": 2, "h": 1, "A": 2, "b": 1}
+
+
+def _as_float(name, x):
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise QPInputError(f"solve_qp: {name} must be real, got dtype {x.dtype}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim < _BASE_NDIM[name]:
+        raise QPInputError(f"solve_qp: {name} must have at least {_BASE_NDIM[name]} dims, "
+                           f"got shape {x.shape}")
+    return x
+
+
+def _check_shapes(args, n, m, p):
+    expected = {"Q": (n, n), "q": (n,), "G": (m, n), "h": (m,), "A": (p, n), "b": (p,)}
+    how = {"Q": "n x n", "q": "n", "G": "m x n", "h": "m", "A": "p x n", "b": "p"}
+    for name, x in args.items():
+        if x is not None and x.shape[x.ndim - _BASE_NDIM[name]:] != expected[name]:
+            raise QPInputError(
+                f"solve_qp: {name} must have shape (..., {', '.join(map(str, expected[name]))}) "
+                f"({how[name]}, with n = {n} from q, m = {m} rows of G, p = {p} rows of A); "
+                f"got {x.shape}")
+    batch = {name: x.shape[:x.ndim - _BASE_NDIM[name]] for name, x in args.items()
+             if x is not None and x.ndim > _BASE_NDIM[name]}
+    shapes = set(batch.values())
+    if len(shapes) > 1:
+        ref = next(iter(batch))
+        other = next(k for k, v in batch.items() if v != batch[ref])
+        raise QPInputError(
+            f"solve_qp: {other} has batch dims {batch[other]} but {ref} has {batch[ref]}; every "
+            "batched argument must have the same leading dims (an argument without them is shared)")
+    return shapes.pop() if shapes else ()
+
+
+def _concrete_checks(args):
+    """Input checks that need values (concrete inputs only): finite entries, Q symmetric PSD."""
+    for name, x in args.items():
+        if x is not None:
+            bad = int(np.sum(~np.isfinite(np.asarray(x))))
+            if bad:
+                raise QPInputError(f"solve_qp: {name} contains {bad} NaN or infinite "
+                                   f"entr{'y' if bad == 1 else 'ies'}")
+    Q = np.asarray(args["Q"])
+    n = Q.shape[-1]
+    eps = np.finfo(Q.dtype).eps
+    scale = max(float(np.max(np.abs(Q), initial=0.0)), np.finfo(Q.dtype).tiny)
+    asym = float(np.max(np.abs(Q - np.swapaxes(Q, -1, -2)), initial=0.0))
+    if asym > 100 * eps * scale:
+        raise QPInputError(f"solve_qp: Q must be symmetric; max |Q - Q'| = {asym:.3e}")
+    min_eig = float(np.min(np.linalg.eigvalsh(0.5 * (Q + np.swapaxes(Q, -1, -2)))))
+    if min_eig < -100 * n * eps * scale:
+        raise QPInputError(f"solve_qp: Q must be positive semidefinite (a convex QP); its smallest "
+                           f"eigenvalue is {min_eig:.3e}")
+
+
+def _raise_for_status(sol, batch):
+    """Raise the error of the first bad status found (concrete results only)."""
+    status = np.asarray(sol.status).reshape(-1)
+    for code, error, what in [
+            (4, QPInputError, "bad input (NaN/inf, or Q not symmetric PSD)"),
+            (2, QPInfeasibleError, "primal infeasible: no z satisfies Gz <= h and Az = b (a "
+                                   "Farkas certificate lam >= 0, nu with G'lam + A'nu = 0 and "
+                                   "h'lam + b'nu < 0 was found)"),
+            (3, QPUnboundedError, "dual infeasible: the objective is unbounded below (a "
+                                  "direction d with Qd = 0, Ad = 0, Gd <= 0, q'd < 0 was found)"),
+            (1, QPNotConvergedError, "not converged within max_iter iterations")]:
+        where = np.flatnonzero(status == code)
+        if where.size:
+            at = ""
+            if batch:
+                index = [tuple(int(i) for i in np.unravel_index(k, batch)) for k in where[:5]]
+                at = f" at batch index {index}" + (" ..." if where.size > 5 else "")
+            raise error(f"solve_qp: the QP is {what}{at} (status {code})")
+
+
+def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
+             max_iter: int = 100) -> QPSolution:
+    """Solve min 1/2 z'Qz + q'z s.t. Gz <= h, Az = b; differentiable in all of Q, q, G, h, A, b.
+
+    Shapes: Q (..., n, n) symmetric PSD, q (..., n), G (..., m, n) and h (..., m) (both or
+    neither), A (..., p, n) and b (..., p) (both or neither); each with the same batch dims
+    (...) or none (shared). ``tol`` (default 1e-10 in float64, 1e-5 in float32) bounds the
+    relative primal and dual residuals and the duality gap; ``max_iter`` bounds the
+    interior-point iterations. Returns a :class:`QPSolution`.
+
+    Raises QPInputError for bad shapes (always) and, with concrete inputs, for NaN/inf entries
+    or a Q that is not symmetric PSD; QPInfeasibleError, QPUnboundedError, QPNotConvergedError
+    for statuses 2, 3, 1. Under jit/vmap/grad it returns the status instead (see the module
+    docstring; z etc. are NaN for statuses 2-4).
+    """
+    if (G is None) != (h is None):
+        raise QPInputError("solve_qp: G and h must be given together (Gz <= h)")
+    if (A is None) != (b is None):
+        raise QPInputError("solve_qp: A and b must be given together (Az = b)")
+    args = {"Q": Q, "q": q, "G": G, "h": h, "A": A, "b": b}
+    args = {k: None if v is None else _as_float(k, v) for k, v in args.items()}
+    n = args["q"].shape[-1]
+    m = args["G"].shape[-2] if G is not None else 0
+    p = args["A"].shape[-2] if A is not None else 0
+    batch = _check_shapes(args, n, m, p)
+    dtype = jnp.result_type(*[v for v in args.values() if v is not None])
+    concrete = _is_concrete(list(args.values()))
+    if concrete:
+        _concrete_checks(args)
+    if tol is None:
+        tol = 1e-10 if dtype == jnp.float64 else 1e-5
+    empty = {"G": (0, n), "h": (0,), "A": (0, n), "b": (0,)}
+    size = math.prod(batch)
+    flat, in_axes = [], []
+    for k, v in args.items():
+        if v is None:
+            v = jnp.zeros(empty[k], dtype)
+        v = v.astype(dtype)
+        if v.ndim > _BASE_NDIM[k]:
+            flat.append(v.reshape((size,) + v.shape[len(batch):]))
+            in_axes.append(0)
+        else:
+            flat.append(v)
+            in_axes.append(None)
+    sol = _solve_flat(*flat, float(tol), int(max_iter), tuple(in_axes))
+    if batch:
+        sol = QPSolution(*[x.reshape(batch + x.shape[1:]) for x in sol])
+    if concrete:
+        _raise_for_status(sol, batch)
+    return sol

@@ -1,0 +1,383 @@
+"""Tests for ift_lib.qp: solutions against the KKT conditions and closed forms (equality-only QP,
+box-constrained diagonal QP = clipping), every combination of constraint blocks, batching with
+shared arguments, derivatives in all of Q, q, G, h, A, b against finite differences (forward and
+reverse mode), a weakly active constraint, and the error and status cases."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ift_lib.qp import (QPError, QPInfeasibleError, QPInputError, QPNotConvergedError,
+                        QPUnboundedError, solve_qp)
+
+# As in test_softmax.py: few shapes, so that the jitted solver compiles few times.
+N, M, P = 4, 6, 2
+NAMES = ("Q", "q", "G", "h", "A", "b")
+BLOCKS = {"both": ("G", "A"), "ineq": ("G",), "eq": ("A",), "none": ()}
+
+
+def make_qp(seed=0, blocks=("G", "A"), n=N, m=M, p=P):
+    """A random strictly convex QP (numpy float64) as a dict of solve_qp's arguments. The
+    inequalities are h = G z0 + margin at a point z0, so the QP is feasible; some are active."""
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, n))
+    args = {"Q": B @ B.T + 0.5 * np.eye(n), "q": 2.0 * rng.standard_normal(n)}
+    z0 = rng.standard_normal(n)
+    if "G" in blocks:
+        args["G"] = rng.standard_normal((m, n))
+        args["h"] = args["G"] @ z0 + rng.uniform(0.0, 1.0, m)
+    if "A" in blocks:
+        args["A"] = rng.standard_normal((p, n))
+        args["b"] = args["A"] @ z0
+    return args
+
+
+def kkt_residuals(args, sol):
+    """(stationarity, primal infeasibility, dual infeasibility, complementarity), max norms."""
+    Q, q = args["Q"], args["q"]
+    z, lam, nu = (np.asarray(x) for x in (sol.z, sol.lam, sol.nu))
+    G = args.get("G", np.zeros((0, Q.shape[0])))
+    h = args.get("h", np.zeros(0))
+    A = args.get("A", np.zeros((0, Q.shape[0])))
+    b = args.get("b", np.zeros(0))
+    mx = lambda x: float(np.max(np.abs(x), initial=0.0))
+    stat = mx(Q @ z + q + G.T @ lam + A.T @ nu)
+    primal = max(float(np.max(G @ z - h, initial=0.0)), mx(A @ z - b))
+    dual = float(np.max(-lam, initial=0.0))
+    comp = mx(lam * (h - G @ z))
+    return stat, primal, dual, comp
+
+
+def _raises(fn, error, *needles):
+    with pytest.raises(error) as info:
+        jax.block_until_ready(fn())
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
+    return info.value
+
+
+# ----------------------------------------------------------------------------- solutions
+
+@pytest.mark.parametrize("blocks", list(BLOCKS))
+def test_solution_satisfies_kkt(blocks):
+    for seed in range(3):
+        args = make_qp(seed, BLOCKS[blocks])
+        sol = solve_qp(**args)
+        assert int(sol.status) == 0 and 0 <= int(sol.iterations) < 40   # 0: the start solves it
+        assert max(kkt_residuals(args, sol)) <= 1e-8, (seed, kkt_residuals(args, sol))
+        m = args["G"].shape[0] if "G" in args else 0
+        p = args["A"].shape[0] if "A" in args else 0
+        assert sol.z.shape == (N,) and sol.lam.shape == sol.s.shape == (m,) and sol.nu.shape == (p,)
+        assert np.all(np.asarray(sol.lam) > 0)                   # interior-point multipliers
+        if m:
+            np.testing.assert_allclose(np.asarray(sol.s), args["h"] - args["G"] @ np.asarray(sol.z))
+            if blocks == "both":
+                assert np.sum(np.asarray(sol.s) < 1e-8) >= 1      # some constraint is active
+
+
+def test_random_convex_qps_and_lps():
+    # positive definite Q, rank-2 Q and Q = 0 (an LP, kept bounded by a box), one compilation
+    rng = np.random.default_rng(11)
+    solve = jax.jit(lambda a: solve_qp(**a))
+    n, iterations = 5, []
+    for trial in range(30):
+        B = rng.standard_normal((n, n if trial % 3 == 0 else 2))
+        z0 = rng.standard_normal(n)
+        G = np.concatenate([rng.standard_normal((8, n)), np.eye(n), -np.eye(n)])
+        A = rng.standard_normal((2, n))
+        args = dict(Q=B @ B.T if trial % 3 < 2 else np.zeros((n, n)), q=rng.standard_normal(n),
+                    G=G, h=G @ z0 + rng.uniform(0.0, 1.0, G.shape[0]), A=A, b=A @ z0)
+        sol = solve(args)
+        assert int(sol.status) == 0, trial
+        assert max(kkt_residuals(args, sol)) <= 1e-8, (trial, kkt_residuals(args, sol))
+        iterations.append(int(sol.iterations))
+    assert max(iterations) <= 20
+
+
+def test_redundant_equalities_value_ok_derivative_nan():
+    # A with a repeated row: z is unique, nu is not, and the KKT matrix of the derivative is
+    # singular. The value is right (the regularized Newton system copes); the derivative is NaN
+    # (the IFT does not apply to (z, lam, nu)) rather than a wrong number.
+    args = make_qp(0)
+    ref = solve_qp(**args)
+    red = dict(args, A=np.concatenate([args["A"], args["A"][:1]]),
+               b=np.concatenate([args["b"], args["b"][:1]]))
+    sol = solve_qp(**red)
+    assert int(sol.status) == 0 and max(kkt_residuals(red, sol)) <= 1e-8
+    np.testing.assert_allclose(np.asarray(sol.z), np.asarray(ref.z), atol=1e-12)
+    g = jax.grad(lambda q: jnp.sum(solve_qp(**dict(red, q=q)).z))(jnp.asarray(args["q"]))
+    assert np.all(np.isnan(np.asarray(g)))
+
+
+def test_equality_only_is_one_linear_system():
+    args = make_qp(1, ("A",))
+    K = np.block([[args["Q"], args["A"].T], [args["A"], np.zeros((P, P))]])
+    x = np.linalg.solve(K, np.concatenate([-args["q"], args["b"]]))
+    sol = solve_qp(**args)
+    np.testing.assert_allclose(np.asarray(sol.z), x[:N], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(sol.nu), x[N:], rtol=1e-10, atol=1e-12)
+    # no constraints at all: z = -Q^{-1} q
+    sol = solve_qp(args["Q"], args["q"])
+    np.testing.assert_allclose(np.asarray(sol.z), -np.linalg.solve(args["Q"], args["q"]), rtol=1e-10)
+
+
+def _box(d, q, lo, hi):
+    return dict(Q=np.diag(d), q=q, G=np.concatenate([np.eye(d.size), -np.eye(d.size)]),
+                h=np.concatenate([hi, -lo]))
+
+
+def test_box_constrained_diagonal_qp_is_clipping():
+    rng = np.random.default_rng(8)
+    d, q = rng.uniform(0.5, 2.0, 6), 3.0 * rng.standard_normal(6)
+    lo, hi = -np.ones(6), np.ones(6)
+    free = -q / d
+    assert np.all(np.abs(np.abs(free) - 1) > 0.2) and np.any(np.abs(free) < 1) and np.any(free > 1)
+    sol = solve_qp(**_box(d, q, lo, hi))
+    np.testing.assert_allclose(np.asarray(sol.z), np.clip(free, lo, hi), atol=1e-9)
+    # dz/dq = -diag(1/d) on the free coordinates, 0 on the clipped ones (forward and reverse).
+    # The derivative is the interior point's, where lam_i s_i ~ 1e-10: at a clipped coordinate
+    # it is off by about s_i / lam_i (here < 1e-7).
+    J_ref = np.diag(np.where(np.abs(free) < 1, -1 / d, 0.0))
+    f = lambda q_: solve_qp(**dict(_box(d, q, lo, hi), q=q_)).z
+    J_fwd, J_rev = jax.jit(lambda q_: (jax.jacfwd(f)(q_), jax.jacrev(f)(q_)))(jnp.asarray(q))
+    np.testing.assert_allclose(np.asarray(J_fwd), J_ref, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(J_rev), J_ref, atol=1e-7)
+
+
+def test_jit_matches_eager_and_float32_runs():
+    args = make_qp(0)
+    eager = solve_qp(**args)
+    jitted = jax.jit(lambda a: solve_qp(**a))({k: jnp.asarray(v) for k, v in args.items()})
+    for x, y in zip(eager, jitted):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    sol32 = solve_qp(**{k: v.astype(np.float32) for k, v in args.items()})
+    assert sol32.z.dtype == jnp.float32 and int(sol32.status) == 0
+    np.testing.assert_allclose(np.asarray(sol32.z), np.asarray(eager.z), atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- batching
+
+BATCHED = ("q", "G", "b")        # the others (Q, h, A) are shared by the batch
+
+
+def _batched_args(batch=(2, 3)):
+    size = int(np.prod(batch))
+    per = [make_qp(seed) for seed in range(size)]
+    base = make_qp(0)
+    # shared h must keep every QP feasible: take a generous margin
+    base["h"] = base["h"] + 3.0
+    args = {k: (np.stack([a[k] for a in per]).reshape(batch + per[0][k].shape) if k in BATCHED
+                else base[k]) for k in NAMES}
+    return args, batch
+
+
+def _element(args, idx):
+    return {k: (v[idx] if k in BATCHED else v) for k, v in args.items()}
+
+
+def test_batched_matches_loop_and_shared_gradients_sum():
+    args, batch = _batched_args()
+    loss = lambda a: jnp.sum(solve_qp(**a).z * jnp.arange(1.0, N + 1))
+    value_and_grad = jax.jit(lambda a: (solve_qp(**a), jax.grad(loss)(a)))
+    sol, grads = value_and_grad({k: jnp.asarray(v) for k, v in args.items()})
+    assert sol.z.shape == batch + (N,) and sol.status.shape == batch
+    assert np.all(np.asarray(sol.status) == 0)
+    eager = solve_qp(**args)                                   # no error: all solved
+    np.testing.assert_array_equal(np.asarray(eager.z), np.asarray(sol.z))
+    summed = {k: 0.0 for k in NAMES if k not in BATCHED}
+    for idx in np.ndindex(*batch):
+        element = _element(args, idx)
+        single, g = value_and_grad({k: jnp.asarray(v) for k, v in element.items()})
+        for x, y in zip(sol, single):
+            np.testing.assert_allclose(np.asarray(x)[idx], np.asarray(y), rtol=1e-12, atol=1e-14)
+        for k in NAMES:
+            if k in BATCHED:
+                np.testing.assert_allclose(np.asarray(grads[k])[idx], np.asarray(g[k]), atol=1e-10)
+            else:
+                summed[k] = summed[k] + np.asarray(g[k])
+    for k, v in summed.items():          # a shared argument's gradient is the sum over the batch
+        assert grads[k].shape == np.shape(args[k])
+        np.testing.assert_allclose(np.asarray(grads[k]), v, rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- derivatives
+
+W = np.array([1.0, -2.0, 0.5, 3.0])
+
+
+def _loss(args):
+    """A scalar of the whole solution (z, lam, nu and s)."""
+    sol = solve_qp(**args)
+    out = jnp.dot(W[:sol.z.shape[-1]], sol.z) + 0.5 * jnp.sum(sol.z ** 2)
+    for k, x in (("G", sol.lam), ("G", sol.s), ("A", sol.nu)):
+        if k in args:
+            out = out + jnp.dot(jnp.sin(jnp.arange(x.shape[-1]) + 1.0), x)
+    return out
+
+
+def _directions(args, seed):
+    rng = np.random.default_rng(seed)
+    dirs = {k: rng.standard_normal(np.shape(v)) for k, v in args.items()}
+    if "Q" in dirs:
+        dirs["Q"] = dirs["Q"] + dirs["Q"].T          # Q must stay symmetric
+    return dirs
+
+
+def _fd(args, name, direction, h=1e-3):
+    """Fourth-order central difference of _loss along ``direction`` in argument ``name``: error
+    O(h^4) ~ 1e-12, plus the solver's error (~1e-11) / h."""
+    f = lambda t: float(_loss(dict(args, **{name: args[name] + t * direction})))
+    return (-f(2 * h) + 8 * f(h) - 8 * f(-h) + f(-2 * h)) / (12 * h)
+
+
+@jax.jit
+def _grad_and_jvps(a, d):
+    """jax.grad of _loss, and its jvp along d[k] in each argument k alone (one linearization)."""
+    _, lin = jax.linearize(_loss, a)
+    zeros = {k: jnp.zeros_like(v) for k, v in a.items()}
+    return jax.grad(_loss)(a), {k: lin(dict(zeros, **{k: d[k]})) for k in a}
+
+
+@pytest.mark.parametrize("blocks", ["both", "ineq", "eq"])
+def test_derivatives_match_finite_differences_fwd_and_rev(blocks):
+    args = make_qp(0, BLOCKS[blocks])
+    sol = solve_qp(**args)
+    if "G" in args:       # strict complementarity with a margin: the active set is stable for FD
+        assert np.min(np.asarray(sol.s) + np.asarray(sol.lam)) > 0.05
+    jargs = {k: jnp.asarray(v) for k, v in args.items()}
+    dirs = _directions(args, 1)
+    grads, jvps = _grad_and_jvps(jargs, {k: jnp.asarray(v) for k, v in dirs.items()})
+    for k in args:
+        fd = _fd(args, k, dirs[k])
+        rev = float(np.sum(np.asarray(grads[k]) * dirs[k]))
+        fwd = float(jvps[k])
+        assert abs(fwd - fd) <= 1e-6 * max(1.0, abs(fd)), (k, fwd, fd)
+        assert abs(rev - fd) <= 1e-6 * max(1.0, abs(fd)), (k, rev, fd)
+        assert abs(rev - fwd) <= 1e-12 * max(1.0, abs(fd)), (k, rev, fwd)
+    # dQ is symmetric (the QP depends on sym(Q) only), and a non-symmetric direction acts
+    # through its symmetric part
+    gQ = np.asarray(grads["Q"])
+    np.testing.assert_allclose(gQ, gQ.T, atol=1e-14)
+    E = np.zeros((N, N))
+    E[0, 1] = 1.0
+    _, j01 = _grad_and_jvps(jargs, dict({k: jnp.zeros_like(v) for k, v in jargs.items()},
+                                        Q=jnp.asarray(E)))
+    np.testing.assert_allclose(float(j01["Q"]), gQ[0, 1], rtol=1e-10)
+    if blocks == "both":
+        # every entry of every gradient, not only directions
+        for k, v in args.items():
+            for idx in np.ndindex(*v.shape):
+                E = np.zeros_like(v)
+                E[idx] = 1.0
+                if k == "Q":
+                    E = 0.5 * (E + E.T)        # symmetric perturbation; <grad, E> = grad[idx]
+                fd = _fd(args, k, E)
+                assert abs(float(np.asarray(grads[k])[idx]) - fd) <= 1e-6 * max(1.0, abs(fd)), (k, idx)
+
+
+def test_second_derivatives():
+    # the jvp rule calls the custom_jvp solver again, so a second derivative is the IFT's too
+    args = make_qp(0)
+    ja = {k: jnp.asarray(v) for k, v in args.items()}
+    f = lambda q: _loss(dict(ja, q=q))
+    H = np.asarray(jax.jit(jax.hessian(f))(ja["q"]))
+    g = jax.jit(jax.grad(f))
+    fd = np.stack([(np.asarray(g(ja["q"] + 1e-4 * e)) - np.asarray(g(ja["q"] - 1e-4 * e))) / 2e-4
+                   for e in np.eye(N)])
+    np.testing.assert_allclose(H, H.T, atol=1e-12)
+    np.testing.assert_allclose(H, fd, atol=1e-8)
+
+
+def test_weakly_active_constraint():
+    # min 1/2 z^2 s.t. z <= h at h = 0: z*(h) = min(h, 0) has one-sided derivatives 1 and 0.
+    # The interior-point solution has lam ~ s ~ sqrt(tol), z ~ -sqrt(tol) (not 0 to 1e-10),
+    # and its derivative is about the average of the two one-sided ones.
+    f = lambda h: solve_qp(jnp.eye(1), jnp.zeros(1), jnp.ones((1, 1)), h)
+    sol = f(jnp.zeros(1))
+    assert int(sol.status) == 0
+    assert 1e-7 < float(sol.lam[0]) < 1e-4 and 1e-7 < float(sol.s[0]) < 1e-4
+    # one compilation for the derivative at h = -0.5, 0, 0.5
+    dz = np.asarray(jax.jit(jax.vmap(jax.grad(lambda h: f(h).z[0])))(jnp.array([[-0.5], [0.0], [0.5]])))
+    assert 0.0 < dz[1, 0] < 1.0 and abs(dz[1, 0] - 0.5) < 0.1
+    # away from the kink the derivative is the exact one
+    assert abs(dz[0, 0] - 1.0) < 1e-8 and abs(dz[2, 0]) < 1e-8
+
+
+# ----------------------------------------------------------------------------- errors and status
+
+INFEASIBLE = dict(Q=np.eye(1), q=np.zeros(1), G=np.array([[1.0], [-1.0]]), h=np.array([-1.0, -1.0]))
+INFEASIBLE_2 = dict(Q=np.array([[2.0, 0.5], [0.5, 1.0]]), q=np.array([0.3, -0.2]),
+                    G=np.array([[1.0, 0.0], [-1.0, -1.0], [0.0, 1.0]]), h=np.array([-1.0, -1.0, -0.5]),
+                    A=np.array([[1.0, 2.0]]), b=np.array([0.3]))
+INCONSISTENT_EQ = dict(Q=np.eye(2), q=np.ones(2), A=np.ones((2, 2)), b=np.array([1.0, 2.0]))
+UNBOUNDED = dict(Q=np.zeros((2, 2)), q=np.array([1.0, -2.0]))
+UNBOUNDED_2 = dict(Q=np.diag([1.0, 0.0]), q=np.array([0.0, -1.0]), G=-np.eye(2), h=np.zeros(2))
+NOT_PSD = dict(Q=np.diag([1.0, -0.1]), q=np.ones(2))
+NOT_SYMMETRIC = dict(Q=np.array([[1.0, 0.5], [0.0, 1.0]]), q=np.ones(2))
+WITH_NAN = dict(Q=np.eye(2), q=np.array([1.0, np.nan]))
+
+STATUS_CASES = {
+    "infeasible": (INFEASIBLE, QPInfeasibleError, 2, "primal infeasible"),
+    "infeasible_2": (INFEASIBLE_2, QPInfeasibleError, 2, "primal infeasible"),
+    "inconsistent_eq": (INCONSISTENT_EQ, QPInfeasibleError, 2, "primal infeasible"),
+    "unbounded": (UNBOUNDED, QPUnboundedError, 3, "unbounded"),
+    "unbounded_2": (UNBOUNDED_2, QPUnboundedError, 3, "unbounded"),
+    "not_psd": (NOT_PSD, QPInputError, 4, "positive semidefinite"),
+    "not_symmetric": (NOT_SYMMETRIC, QPInputError, 4, "symmetric"),
+    "nan": (WITH_NAN, QPInputError, 4, "q contains 1 NaN"),
+}
+
+
+@pytest.mark.parametrize("name", list(STATUS_CASES))
+def test_errors_eager_and_status_under_jit(name):
+    args, error, status, needle = STATUS_CASES[name]
+    err = _raises(lambda: solve_qp(**args), error, needle)
+    assert isinstance(err, QPError) and isinstance(err, ValueError)
+    # under jit: no exception, the status flag, and NaN values and derivatives (the derivatives
+    # for one case of each status only: each costs a compilation)
+    jargs = {k: jnp.asarray(v) for k, v in args.items()}
+    if name in ("infeasible", "unbounded", "not_psd"):
+        loss = lambda a: jnp.sum(solve_qp(**a).z)
+        sol, g = jax.jit(lambda a: (solve_qp(**a), jax.grad(loss)(a)))(jargs)
+        for k in args:
+            assert np.all(np.isnan(np.asarray(g[k]))), k
+    else:
+        sol = jax.jit(lambda a: solve_qp(**a))(jargs)
+    assert int(sol.status) == status
+    assert np.all(np.isnan(np.asarray(sol.z))) and np.all(np.isnan(np.asarray(sol.lam)))
+
+
+def test_max_iter_status():
+    args = make_qp(0)
+    _raises(lambda: solve_qp(**args, max_iter=2), QPNotConvergedError, "max_iter", "status 1")
+    sol = jax.jit(lambda a: solve_qp(**a, max_iter=2))({k: jnp.asarray(v) for k, v in args.items()})
+    assert int(sol.status) == 1 and int(sol.iterations) == 2 and np.all(np.isfinite(np.asarray(sol.z)))
+
+
+def test_batched_error_names_the_element():
+    args = {"Q": np.eye(1), "q": np.zeros((2, 1)), "G": np.array([[1.0], [-1.0]]),
+            "h": np.array([[1.0, 1.0], [-1.0, -1.0]])}
+    _raises(lambda: solve_qp(**args), QPInfeasibleError, "batch index [(1,)]")
+    sol = jax.jit(lambda a: solve_qp(**a))(args)
+    np.testing.assert_array_equal(np.asarray(sol.status), [0, 2])
+    np.testing.assert_allclose(np.asarray(sol.z[0]), [0.0], atol=1e-9)
+
+
+def test_shape_errors_name_the_argument():
+    a = make_qp(0)
+    cases = [
+        (dict(a, Q=np.eye(3)), "Q must have shape (..., 4, 4)"),
+        (dict(a, G=a["G"][:, :3]), "G must have shape (..., 6, 4)"),
+        (dict(a, h=a["h"][:5]), "h must have shape (..., 6)"),
+        (dict(a, A=a["A"][:, :2]), "A must have shape (..., 2, 4)"),
+        (dict(a, b=np.ones(3)), "b must have shape (..., 2)"),
+        (dict(a, q=np.ones((3, N)), h=np.ones((2, M))), "batch dims"),
+        (dict(a, Q=np.ones(N)), "Q must have at least 2 dims"),
+    ]
+    for args, needle in cases:
+        _raises(lambda: solve_qp(**args), QPInputError, needle)
+        # shapes are static: also raised under jit
+        _raises(lambda: jax.jit(lambda x: solve_qp(**x))(args), QPInputError, needle)
+    _raises(lambda: solve_qp(a["Q"], a["q"], G=a["G"]), QPInputError, "G and h must be given together")
+    _raises(lambda: solve_qp(a["Q"], a["q"], b=a["b"]), QPInputError, "A and b must be given together")
+    _raises(lambda: solve_qp(a["Q"].astype(complex), a["q"]), QPInputError, "real")
