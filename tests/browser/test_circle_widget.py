@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from tests.browser.conftest import open_static_fallback
 
 CHAPTER = "chapters/01_unit_circle.html"
 WARN_RGB = "rgb(180, 83, 9)"   # ift_lib.plotting.PALETTE["warn"] = #b45309
@@ -167,22 +168,9 @@ def test_screenshot_initial(page, base_url, artifacts_dir):
 
 
 def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
-    page = page_without_cdn
-    response = page.goto(base_url + CHAPTER)
-    assert response is not None and response.ok
-    page.wait_for_load_state("load")
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    image = fallback.locator("img")
-    image.scroll_into_view_if_needed()
-    assert image.is_visible()
-    box = image.bounding_box()
-    assert box["width"] > 300 and box["height"] > 150
-    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
-    assert "dx/d\u03b8" in image.get_attribute("alt")
-    assert page.locator(".ift-circle-widget").count() == 0
-    assert any("require" in url for url in page.monitor.blocked)
-    fallback.screenshot(path=str(artifacts_dir / "circle_widget_fallback.png"))
+    alt = open_static_fallback(page_without_cdn, base_url, CHAPTER, "ift-circle-widget",
+                               artifacts_dir / "circle_widget_fallback.png", min_size=(300, 150))
+    assert "dx/d\u03b8" in alt
 
 
 def test_fallback_hidden_when_widget_renders(page, base_url):

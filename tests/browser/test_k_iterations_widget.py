@@ -14,6 +14,7 @@ import pytest
 from ift_lib.unrolled import (closed_form_hypergradient, default_step_size, implicit_hypergradient,
                               unrolled_hypergradient)
 from ift_lib.widgets.k_iterations import k_grid, problem
+from tests.browser.conftest import open_static_fallback
 
 CHAPTER = "chapters/04_unrolling.html"
 KS = k_grid(2000)   # the book's widget: KIterationsWidget() with its defaults
@@ -171,23 +172,9 @@ def test_screenshot_initial(page, base_url, artifacts_dir):
 
 
 def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
-    page = page_without_cdn
-    response = page.goto(base_url + CHAPTER)
-    assert response is not None and response.ok
-    page.wait_for_load_state("load")
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    image = fallback.locator("img")
-    image.scroll_into_view_if_needed()
-    assert image.is_visible()
-    box = image.bounding_box()
-    assert box["width"] > 300 and box["height"] > 200
-    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
-    alt = image.get_attribute("alt")
+    alt = open_static_fallback(page_without_cdn, base_url, CHAPTER, "ift-k-widget",
+                               artifacts_dir / "k_iterations_widget_fallback.png", min_size=(300, 200))
     assert "K = 10" in alt and "rel. error" in alt and "memory at n = 300" in alt
-    assert page.locator(".ift-k-widget").count() == 0
-    assert any("require" in url for url in page.monitor.blocked)
-    fallback.screenshot(path=str(artifacts_dir / "k_iterations_widget_fallback.png"))
 
 
 def test_fallback_hidden_when_widget_renders(page, base_url):

@@ -10,6 +10,7 @@ import pytest
 
 from ift_lib.softmax import softmax, sparsemax
 from ift_lib.widgets.softmax import PRESETS, _fmt_t
+from tests.browser.conftest import open_static_fallback
 
 CHAPTER = "chapters/02_softmax.html"
 N = 5
@@ -193,23 +194,9 @@ def test_screenshot_initial(page, base_url, artifacts_dir):
 
 
 def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
-    page = page_without_cdn
-    response = page.goto(base_url + CHAPTER)
-    assert response is not None and response.ok
-    page.wait_for_load_state("load")
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    image = fallback.locator("img")
-    image.scroll_into_view_if_needed()
-    assert image.is_visible()
-    box = image.bounding_box()
-    assert box["width"] > 300 and box["height"] > 250
-    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
-    alt = image.get_attribute("alt")
+    alt = open_static_fallback(page_without_cdn, base_url, CHAPTER, "ift-softmax-widget",
+                               artifacts_dir / "softmax_widget_fallback.png", min_size=(300, 250))
     assert "sparsemax" in alt and "|S| = 2" in alt
-    assert page.locator(".ift-softmax-widget").count() == 0
-    assert any("require" in url for url in page.monitor.blocked)
-    fallback.screenshot(path=str(artifacts_dir / "softmax_widget_fallback.png"))
 
 
 def test_fallback_hidden_when_widget_renders(page, base_url):
