@@ -25,31 +25,38 @@ fragile when H is nearly singular, as in LPs). The regularization delta (``REG``
 max(1, max|Q|)) keeps the system solvable when Q + G'DG is singular or A is rank deficient; it
 only perturbs the Newton direction (the residuals are always evaluated exactly), and it is what
 makes an unbounded problem show up as a diverging iterate (status 3) instead of a singular
-factorization.
+factorization. Near the solution D has entries ~1e10 at active constraints and the eliminated
+system loses digits; one step of iterative refinement against the unreduced Newton system
+(two more triangular solves) restores them -- without it the dual residual stalls above tol.
+Convergence: primal and dual residuals below tol times the size of the terms they are made of
+(max|h|, |b|, |Gz|, |Az| and max|q|, |Qz|, |G'lam|, |A'nu|), and gap s'lam <= tol (1 + |obj|).
 
 Derivatives (forward mode by ``jax.custom_jvp``, reverse mode by JAX's transposition of it):
-differentiating the KKT conditions (stationarity, lam * (Gz - h) = 0, Az = b) gives one linear
-solve with the (n + m + p) square matrix
+differentiating the KKT conditions (stationarity, Gz + s = h, Az = b, lam * s = 0) gives the
+same linear system as the Newton step,
 
-    [[Q,           G',           A'],   [dz  ]      [dQ z + dq + dG'lam + dA'nu]
-     [D(lam) G,    D(Gz - h),    0 ], . [dlam]  = - [D(lam) (dG z - dh)        ]
-     [A,           0,            0 ]]   [dnu ]      [dA z - db                 ]
+    Q dz + G'dlam + A'dnu = -(dQ z + dq + dG'lam + dA'nu)
+    G dz + ds             = dh - dG z
+    A dz                  = db - dA z
+    lam * ds + s * dlam   = 0,
 
-(OptNet's matrix [[Q, G'D(lam), A'], [G, D(Gz - h), 0], [A, 0, 0]] is this one with the
-complementarity rows divided by lam and dlam scaled by lam; the form here avoids dividing by
-lam ~ 0 at inactive constraints). It is factorized afresh at the solution (the loop's last
-factorization belongs to the previous iterate and to the eliminated, ill-conditioned form), and
-dQ enters only through its symmetric part (dQ + dQ')/2 -- the QP depends on sym(Q) only -- so
-reverse mode returns a symmetric dQ. The derivative exists when the IFT applies: strict
-complementarity (no constraint with lam_i = s_i = 0) and a nonsingular KKT matrix. It is the
-exact derivative of the interior-point point, where lam_i s_i ~ tol rather than 0: at an active
-constraint the relative error is about s_i / lam_i ~ tol / lam_i^2 (a smaller ``tol`` helps when
-some multiplier is small). At a weakly active constraint (lam_i = s_i = 0) the interior-point
-solution has lam_i ~ s_i ~ sqrt(tol) (so z is only sqrt(tol)-accurate there) and the returned
-derivative is a mixture of the one-sided ones. With linearly dependent rows of A (or of the
-active rows of [G; A]) the multipliers are not unique, the matrix is singular, and the
-derivative comes out NaN. Second derivatives work (the rule calls the solver through
-``custom_jvp`` again).
+now at the solution. It is differentiated at the *exact* solution, where s_i = 0 at an active
+and lam_i = 0 at an inactive constraint, rather than at the interior point (where both are
+~tol and the derivative would be off by ~s_i / lam_i): a constraint with s_i <= SNAP lam_i
+counts as active, one with lam_i <= SNAP s_i as inactive. The system is solved with the
+solver's own factorization of the eliminated Newton matrix at its last iterate (the OptNet
+trick: the backward pass factorizes nothing), used as a preconditioner for ``REFINE`` steps of
+iterative refinement against the exact system; on well-posed problems this matches the exact
+KKT derivative to ~1e-8 relative in float64. dQ enters only through its symmetric part
+(dQ + dQ')/2 -- the QP depends on sym(Q) only -- so reverse mode returns a symmetric dQ.
+
+The derivative exists when the IFT applies: strict complementarity and linearly independent
+active constraints (LICQ). At a weakly active constraint (lam_i = s_i = 0) the interior point
+has lam_i ~ s_i ~ sqrt(tol) (so z is only sqrt(tol)-accurate there), the constraint is not
+snapped, and the returned derivative is a finite mixture of the one-sided ones. When the active
+rows of G together with A are linearly dependent, the multipliers are not unique: z is still
+right but every derivative comes out NaN (checked by a Cholesky factorization of their Gram
+matrix). Second derivatives work (the rule calls the solver through ``custom_jvp`` again).
 
 Status codes (``QPSolution.status``):
     0 solved, 1 ``max_iter`` reached (the last iterate is returned), 2 primal infeasible,
@@ -155,14 +162,20 @@ def _residuals(Q, q, G, h, A, b, z, s, lam, nu):
 
 
 def _status(Q, q, G, h, A, b, z, s, lam, nu, tol):
-    """(status, primal residual, dual residual, gap): status -1 = keep going, 0 solved, 2, 3."""
+    """(status, primal residual, dual residual, gap): status -1 = keep going, 0 solved, 2, 3.
+
+    The residuals are compared with tol times the size of the terms they are made of (a residual
+    of 1e-9 is converged when Qz and G'lam have entries of 10, not when they are 1e-3)."""
     rd, rin, req = _residuals(Q, q, G, h, A, b, z, s, lam, nu)
     pres = jnp.maximum(_maxabs(rin), _maxabs(req))
     dres = _maxabs(rd)
     gap = jnp.dot(s, lam)
     obj = 0.5 * z @ (Q @ z) + q @ z
-    p_ok = pres <= tol * (1 + jnp.maximum(_maxabs(h), _maxabs(b)))
-    d_ok = dres <= tol * (1 + _maxabs(q))
+    p_scale = 1 + jnp.max(jnp.array([_maxabs(h), _maxabs(b), _maxabs(G @ z), _maxabs(A @ z)]))
+    d_scale = 1 + jnp.max(jnp.array([_maxabs(q), _maxabs(Q @ z), _maxabs(G.T @ lam),
+                                     _maxabs(A.T @ nu)]))
+    p_ok = pres <= tol * p_scale
+    d_ok = dres <= tol * d_scale
     solved = p_ok & d_ok & (gap <= tol * (1 + jnp.abs(obj)))
     eps_inf = jnp.sqrt(tol) * 1e-3                      # 1e-8 for tol = 1e-10
     # primal infeasibility (Farkas): lam >= 0, nu with G'lam + A'nu = 0 and h'lam + b'nu < 0
@@ -177,23 +190,62 @@ def _status(Q, q, G, h, A, b, z, s, lam, nu, tol):
     return status, pres, dres, gap
 
 
+# The Newton system of the interior-point method and the differentiated KKT system are the same
+# linear system (with different right-hand sides):
+#
+#     Q dz + G'dlam + A'dnu = r1,   G dz + ds = r2,   A dz = r3,   lam*ds + s*dlam = r4.      (N)
+#
+# It is solved by eliminating ds = r2 - G dz and dlam = (r4 - lam*r2 + lam*G dz)/s, which leaves
+# the symmetric (n + p) system [[Q + G'DG, A'], [A, 0]] with D = diag(lam/s), factorized once per
+# iterate (plus delta I on the diagonal, see the module docstring). Near the solution D has
+# entries ~1e10 at active constraints, so the elimination loses digits; one step of iterative
+# refinement against the unreduced system (N) restores them.
+
 def _factor(Q, G, A, d, delta):
     """Factorize the eliminated Newton system: Cholesky of H = Q + G'DG + delta I when there are
-    no equalities (H is then positive definite), else LU of the saddle-point matrix."""
+    no equalities (H is then positive definite), else LU of the saddle-point matrix.
+    Returns a tuple of arrays (so it can be carried by a loop and vmapped)."""
     n, p = Q.shape[0], A.shape[0]
     H = Q + G.T @ (d[:, None] * G) + delta * jnp.eye(n, dtype=Q.dtype)
     if not p:
-        return cho_factor(H)
+        return (jnp.linalg.cholesky(H),)
     K = jnp.concatenate([jnp.concatenate([H, A.T], axis=1),
                          jnp.concatenate([A, -delta * jnp.eye(p, dtype=Q.dtype)], axis=1)], axis=0)
     return lu_factor(K)
 
 
-def _kkt_solve(factors, n, rz, rnu):
-    if not rnu.size:
-        return cho_solve(factors, rz), rnu
+def _eliminated_solve(factors, n, rz, rnu):
+    if len(factors) == 1:
+        return cho_solve((factors[0], True), rz), rnu
     x = lu_solve(factors, jnp.concatenate([rz, rnu]))
     return x[:n], x[n:]
+
+
+def _newton_once(factors, Q, G, A, s, lam, r1, r2, r3, r4):
+    n = Q.shape[0]
+    w = (r4 - lam * r2) / s
+    dz, dnu = _eliminated_solve(factors, n, r1 - G.T @ w, r3)
+    ds = r2 - G @ dz
+    dl = (r4 - lam * ds) / s
+    return dz, ds, dl, dnu
+
+
+def _newton_residual(Q, G, A, s, lam, x, r1, r2, r3, r4):
+    dz, ds, dl, dnu = x
+    return (r1 - (Q @ dz + G.T @ dl + A.T @ dnu), r2 - (G @ dz + ds), r3 - A @ dz,
+            r4 - (lam * ds + s * dl))
+
+
+def _solve_newton(factors, Q, G, A, s, lam, r1, r2, r3, r4, refine=1, system=None):
+    """Solve (N) with the factorization of its eliminated form at (s, lam), refined ``refine``
+    times against (N) itself -- or against (N) at other (s, lam) = ``system`` (then the
+    factorization is a preconditioner; this converges when the two are close)."""
+    s_sys, lam_sys = (s, lam) if system is None else system
+    x = _newton_once(factors, Q, G, A, s, lam, r1, r2, r3, r4)
+    for _ in range(refine):
+        e = _newton_residual(Q, G, A, s_sys, lam_sys, x, r1, r2, r3, r4)
+        x = tuple(xi + ci for xi, ci in zip(x, _newton_once(factors, Q, G, A, s, lam, *e)))
+    return x
 
 
 def _max_step(x, dx):
@@ -203,96 +255,150 @@ def _max_step(x, dx):
 
 
 def _ipm(Q, q, G, h, A, b, tol, max_iter):
-    """The interior-point method for one QP: returns a QPSolution (unbatched)."""
+    """The interior-point method for one QP: returns (QPSolution, factors), the factors being
+    those of the eliminated Newton system at the returned iterate (reused by the derivative)."""
     n, m = Q.shape[0], G.shape[0]
     dtype = Q.dtype
     bad = _input_status(Q, q, G, h, A, b)
     delta = REG * jnp.maximum(1.0, _maxabs(jnp.where(jnp.isfinite(Q), Q, 0.0)))
 
     # Start (CVXOPT): solve the KKT system with D = I, then shift s and lam into the interior.
-    lu = _factor(Q, G, A, jnp.ones(m, dtype), delta)
-    z, nu = _kkt_solve(lu, n, -q + G.T @ h, b)
+    fac = _factor(Q, G, A, jnp.ones(m, dtype), delta)
+    z, nu = _eliminated_solve(fac, n, -q + G.T @ h, b)
     s = h - G @ z
     lam = -s
     if m:
         s = jnp.where(jnp.min(s) > 0, s, s + 1.0 - jnp.min(s))
         lam = jnp.where(jnp.min(lam) > 0, lam, lam + 1.0 - jnp.min(lam))
 
-    def newton(lu, rd, rin, req, s, lam, rc):
-        # Q dz + G'dlam + A'dnu = -rd;  G dz + ds = -rin;  A dz = -req;  lam ds + s dlam = rc
-        w = (rc + lam * rin) / s if m else jnp.zeros(0, dtype)
-        dz, dnu = _kkt_solve(lu, n, -rd - G.T @ w, -req)
-        ds = -rin - G @ dz
-        dl = (rc - lam * ds) / s if m else jnp.zeros(0, dtype)
-        return dz, ds, dl, dnu
-
     def body(carry):
-        it, z, s, lam, nu, _, _, _, _ = carry
+        it, z, s, lam, nu, fac = carry[:6]
         rd, rin, req = _residuals(Q, q, G, h, A, b, z, s, lam, nu)
-        lu = _factor(Q, G, A, lam / s, delta)
+        newton = lambda r4: _solve_newton(fac, Q, G, A, s, lam, -rd, -rin, -req, r4)
         if m:
             mu = jnp.dot(s, lam) / m
-            dz, ds, dl, dnu = newton(lu, rd, rin, req, s, lam, -s * lam)          # predictor
+            dz, ds, dl, dnu = newton(-s * lam)                                     # predictor
             a = jnp.minimum(_max_step(s, ds), _max_step(lam, dl))
             mu_aff = jnp.dot(s + a * ds, lam + a * dl) / m
             sigma = jnp.clip(mu_aff / mu, 0.0, 1.0) ** 3
-            rc = -s * lam - ds * dl + sigma * mu                                   # corrector
-            dz, ds, dl, dnu = newton(lu, rd, rin, req, s, lam, rc)
+            dz, ds, dl, dnu = newton(-s * lam - ds * dl + sigma * mu)              # corrector
             a = jnp.minimum(1.0, STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(lam, dl)))
         else:
-            dz, ds, dl, dnu = newton(lu, rd, rin, req, s, lam, jnp.zeros(0, dtype))
+            dz, ds, dl, dnu = newton(jnp.zeros(0, dtype))
             a = jnp.ones((), dtype)
         z, s, lam, nu = z + a * dz, s + a * ds, lam + a * dl, nu + a * dnu
-        return (it + 1, z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
+        fac = _factor(Q, G, A, lam / s, delta)          # for the next step, or the derivative
+        return (it + 1, z, s, lam, nu, fac) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
 
     def cond(carry):
-        return (carry[5] == -1) & (carry[0] < max_iter)
+        return (carry[6] == -1) & (carry[0] < max_iter)
 
-    init = (jnp.zeros((), jnp.int32), z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
-    init = init[:5] + (jnp.where(bad, 4, init[5]),) + init[6:]
-    it, z, s, lam, nu, status, pres, dres, gap = jax.lax.while_loop(cond, body, init)
+    fac = _factor(Q, G, A, lam / s, delta) if m else fac
+    init = ((jnp.zeros((), jnp.int32), z, s, lam, nu, fac)
+            + _status(Q, q, G, h, A, b, z, s, lam, nu, tol))
+    init = init[:6] + (jnp.where(bad, 4, init[6]),) + init[7:]
+    it, z, s, lam, nu, fac, status, pres, dres, gap = jax.lax.while_loop(cond, body, init)
     status = jnp.where(status == -1, 1, status).astype(jnp.int32)
     failed = status >= 2
     nan = lambda x: jnp.where(failed, jnp.nan, x)
-    return QPSolution(nan(z), nan(lam), nan(nu), nan(h - G @ z), it, pres, dres, gap, status)
+    sol = QPSolution(nan(z), nan(lam), nan(nu), nan(h - G @ z), it, pres, dres, gap, status)
+    return sol, (fac, s)
+
+
+def _zero_tangent(x):
+    if jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_):
+        return np.zeros(x.shape, jax.dtypes.float0)
+    return jnp.zeros_like(x)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7))
 def _qp(Q, q, G, h, A, b, tol, max_iter):
+    """(QPSolution, (factors, s_ipm)): the second output is internal -- the factorization of the
+    Newton system at the solution and the method's slack -- and only ``_kkt_solve`` may use it
+    (its tangent is reported as zero; _kkt_solve differentiates through Q, G, A, lam, s)."""
     return _ipm(Q, q, G, h, A, b, tol, max_iter)
+
+
+#: Refinement steps of the derivative's linear solve (each: two triangular solves of size n + p).
+REFINE = 8
+#: A constraint counts as active (inactive) in the derivative when s <= SNAP * lam (lam <= SNAP * s).
+SNAP = 1e-3
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _kkt_solve(refine, factors, Q, G, A, s_fac, lam_fac, s, lam, r1, r2, r3):
+    """Solve the differentiated KKT system (N) at (s, lam) with r4 = 0, preconditioned by the
+    solver's factorization of (N) at (s_fac, lam_fac) (the final iterate) and refined; it is
+    differentiable in Q, G, A, s, lam and the right-hand side (for second derivatives)."""
+    return _solve_newton(factors, Q, G, A, s_fac, lam_fac, r1, r2, r3, jnp.zeros_like(s),
+                         refine, system=(s, lam))
+
+
+@_kkt_solve.defjvp
+def _kkt_solve_jvp(refine, primals, tangents):
+    factors, Q, G, A, s_fac, lam_fac, s, lam, r1, r2, r3 = primals
+    dQ, dG, dA, ds_, dlam_, dr1, dr2, dr3 = tangents[1:4] + tangents[6:]
+    dz, ds, dl, dnu = x = _kkt_solve(refine, *primals)
+    # K x = rhs  =>  K dx = d(rhs) - dK x
+    t1 = dr1 - (dQ @ dz + dG.T @ dl + dA.T @ dnu)
+    t2 = dr2 - dG @ dz
+    t3 = dr3 - dA @ dz
+    t4 = -(dlam_ * ds + ds_ * dl)
+    dx = _solve_newton(factors, Q, G, A, s_fac, lam_fac, t1, t2, t3, t4, refine, system=(s, lam))
+    return x, dx
+
+
+def _dependent_active_rows(G, A, inactive):
+    """True when the active rows of G together with A are linearly dependent (LICQ fails): the
+    multipliers are then not unique and the IFT does not apply to (z, lam, nu). Tested by a
+    Cholesky factorization of the Gram matrix M M' of M = [active rows of G; A] (the inactive
+    rows are replaced by unit rows of the Gram matrix)."""
+    m, p = G.shape[0], A.shape[0]
+    if not m + p:
+        return jnp.zeros((), bool)
+    M = jnp.concatenate([jnp.where(inactive[:, None], 0.0, G), A])
+    keep = jnp.concatenate([inactive, jnp.zeros(p, bool)])
+    gram = M @ M.T + jnp.diag(keep.astype(M.dtype))
+    scale = jnp.maximum(jnp.max(jnp.diag(gram)), 1.0)
+    L = jnp.linalg.cholesky(gram)
+    pivot = jnp.min(jnp.diag(L)) ** 2
+    return ~(pivot > 1e-10 * scale)          # also True when the factorization failed (NaN)
 
 
 @_qp.defjvp
 def _qp_jvp(tol, max_iter, primals, tangents):
     Q, q, G, h, A, b = primals
     dQ, dq, dG, dh, dA, db = tangents
-    sol = _qp(Q, q, G, h, A, b, tol, max_iter)
+    sol, (factors, s) = out = _qp(Q, q, G, h, A, b, tol, max_iter)
     z, lam, nu = sol.z, sol.lam, sol.nu
-    n, m, p = Q.shape[0], G.shape[0], A.shape[0]
-    r = G @ z - h
-    K = jnp.concatenate([
-        jnp.concatenate([Q, G.T, A.T], axis=1),
-        jnp.concatenate([lam[:, None] * G, jnp.diag(r), jnp.zeros((m, p), Q.dtype)], axis=1),
-        jnp.concatenate([A, jnp.zeros((p, m + p), Q.dtype)], axis=1)], axis=0)
     dQs = 0.5 * (dQ + dQ.T)          # the QP depends on sym(Q) only
-    rhs = -jnp.concatenate([dQs @ z + dq + dG.T @ lam + dA.T @ nu, lam * (dG @ z - dh),
-                            dA @ z - db])
-    x = lu_solve(lu_factor(K), rhs)
-    dz, dlam, dnu = x[:n], x[n:n + m], x[n + m:]
-    ds = dh - dG @ z - G @ dz
+    # differentiate Qz + q + G'lam + A'nu = 0, Gz + s = h, Az = b, lam*s = 0 (at the method's
+    # own slack s > 0): system (N) with these right-hand sides and r4 = 0
+    r1 = -(dQs @ z + dq + dG.T @ lam + dA.T @ nu)
+    r2 = dh - dG @ z
+    r3 = db - dA @ z
+    # The exact solution has s_i = 0 at active and lam_i = 0 at inactive constraints; the
+    # interior point has both ~ tol. Differentiate the exact KKT system: snap the clear cases to 0
+    # (the ambiguous ones, weakly active constraints, stay as they are).
+    s_x = jnp.where(s <= SNAP * lam, 0.0, sol.s)
+    lam_x = jnp.where(lam <= SNAP * s, 0.0, lam)
+    pre = jax.lax.stop_gradient((factors, s, lam))     # a preconditioner only
+    dz, ds, dlam, dnu = _kkt_solve(REFINE, *pre[0:1], Q, G, A, *pre[1:], s_x, lam_x, r1, r2, r3)
     # statuses 2-4: NaN tangents (K alone may be finite, e.g. without constraints). A product,
     # not a jnp.where, so the tangent stays linear (transposable)
-    poison = jnp.where(sol.status >= 2, jnp.nan, 1.0).astype(Q.dtype)
+    bad = (sol.status >= 2) | _dependent_active_rows(G, A, s_x > 0)
+    poison = jnp.where(bad, jnp.nan, 1.0).astype(Q.dtype)
     dz, dlam, dnu, ds = (poison * x for x in (dz, dlam, dnu, ds))
     zero = lambda a: jnp.zeros_like(a)
     int0 = lambda a: np.zeros(a.shape, jax.dtypes.float0)
-    return sol, QPSolution(dz, dlam, dnu, ds, int0(sol.iterations), zero(sol.primal_residual),
-                           zero(sol.dual_residual), zero(sol.gap), int0(sol.status))
+    dsol = QPSolution(dz, dlam, dnu, ds, int0(sol.iterations), zero(sol.primal_residual),
+                      zero(sol.dual_residual), zero(sol.gap), int0(sol.status))
+    return out, (dsol, jax.tree_util.tree_map(_zero_tangent, out[1]))
 
 
 @functools.partial(jax.jit, static_argnums=(6, 7, 8))
 def _solve_flat(Q, q, G, h, A, b, tol, max_iter, in_axes):
-    fn = lambda *args: _qp(*args, tol, max_iter)
+    fn = lambda *args: _qp(*args, tol, max_iter)[0]
     if any(ax is not None for ax in in_axes):
         fn = jax.vmap(fn, in_axes=in_axes)
     return fn(Q, q, G, h, A, b)

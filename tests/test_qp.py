@@ -3,6 +3,7 @@ box-constrained diagonal QP = clipping), every combination of constraint blocks,
 shared arguments, derivatives in all of Q, q, G, h, A, b against finite differences (forward and
 reverse mode), a weakly active constraint, and the error and status cases."""
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -381,3 +382,105 @@ def test_shape_errors_name_the_argument():
     _raises(lambda: solve_qp(a["Q"], a["q"], G=a["G"]), QPInputError, "G and h must be given together")
     _raises(lambda: solve_qp(a["Q"], a["q"], b=a["b"]), QPInputError, "A and b must be given together")
     _raises(lambda: solve_qp(a["Q"].astype(complex), a["q"]), QPInputError, "real")
+
+
+# ----------------------------------------------------------------------------- exact KKT gradients
+
+def _medium_qp(seed, n=50, m=50, p=10):
+    """The benchmark's problem family: strictly feasible, strictly convex, ~half the
+    constraints active."""
+    r = np.random.default_rng(seed)
+    L = r.normal(size=(n, n)) / np.sqrt(n)
+    G, A, z0 = r.normal(size=(m, n)), r.normal(size=(p, n)), r.normal(size=n)
+    return dict(Q=L @ L.T + 0.1 * np.eye(n), q=3 * r.normal(size=n), G=G,
+                h=G @ z0 + r.uniform(0, 1, m), A=A, b=A @ z0)
+
+
+def _exact_kkt_vjp(args, sol, w):
+    """Gradients of w'z by the equality-constrained KKT system on the active set, in numpy:
+    K = [[Q, Ga', A'], [Ga, 0, 0], [A, 0, 0]], (dz, dla, dnu) = -K^-1 (w, 0, 0) (K symmetric);
+    dQ = sym(dz z'), dq = dz, dG = dlam z' + lam dz', dh = -dlam, dA = dnu z' + nu dz', db = -dnu."""
+    Q, G, A = args["Q"], args["G"], args["A"]
+    z, lam, nu, s = (np.asarray(x) for x in (sol.z, sol.lam, sol.nu, sol.s))
+    act = s < lam
+    Ga, n, k, p = G[act], len(z), int(act.sum()), A.shape[0]
+    K = np.block([[Q, Ga.T, A.T], [Ga, np.zeros((k, k + p))], [A, np.zeros((p, k + p))]])
+    x = -np.linalg.solve(K, np.concatenate([w, np.zeros(k + p)]))
+    dz, dnu = x[:n], x[n + k:]
+    dlam = np.zeros(len(lam))
+    dlam[act] = x[n:n + k]
+    lam = np.where(act, lam, 0.0)
+    return dict(Q=0.5 * (np.outer(dz, z) + np.outer(z, dz)), q=dz,
+                G=np.outer(dlam, z) + np.outer(lam, dz), h=-dlam,
+                A=np.outer(nu, dz) + np.outer(dnu, z), b=-dnu)
+
+
+def test_exact_kkt_formula_matches_finite_differences():
+    # the reference itself, on a small problem: every entry against central differences
+    args = make_qp(1)
+    sol = solve_qp(**args)
+    ref = _exact_kkt_vjp(args, sol, W)
+    for k, v in args.items():
+        for idx in np.ndindex(*v.shape):
+            E = np.zeros_like(v)
+            E[idx] = 1e-6
+            if k == "Q":
+                E = 0.5 * (E + E.T)
+            f = lambda sign: float(W @ solve_qp(**dict(args, **{k: v + sign * E})).z)
+            fd = (f(1) - f(-1)) / 2e-6
+            assert abs(ref[k][idx] - fd) <= 1e-6 * max(1.0, abs(fd)), (k, idx)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gradients_match_exact_kkt_gradients_to_1e7(seed):
+    args = _medium_qp(seed)
+    sol = solve_qp(**args)
+    active = np.asarray(sol.s) < np.asarray(sol.lam)
+    assert 0.1 < active.mean() < 0.9
+    w = np.random.default_rng(100 + seed).normal(size=50)
+    grads = jax.grad(lambda a: jnp.dot(w, solve_qp(**a).z))(
+        {k: jnp.asarray(v) for k, v in args.items()})
+    ref = _exact_kkt_vjp(args, sol, w)
+    for k in args:
+        err = np.linalg.norm(np.asarray(grads[k]) - ref[k]) / np.linalg.norm(ref[k])
+        assert err < 1e-7, (k, err)
+    np.testing.assert_allclose(np.asarray(grads["Q"]), np.asarray(grads["Q"]).T, atol=1e-14)
+
+
+def _count_factorizations(fn, *args):
+    """Number of lu/cholesky equations in fn's program, sub-programs (jit, while, custom_jvp
+    bodies) included, each counted once where it is written (a loop body once)."""
+    def walk(jaxpr):
+        count = 0
+        for eqn in jaxpr.eqns:
+            count += eqn.primitive.name in ("lu", "cholesky")
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else [value]:
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        count += walk(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        count += walk(sub)
+        return count
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("blocks", ["both", "ineq"])
+def test_backward_pass_reuses_the_solvers_factorization(blocks):
+    # the gradient's program factorizes exactly as often as the forward solve (plus the
+    # Cholesky of the LICQ check): the backward pass solves with the solver's last factorization
+    args = {k: jnp.asarray(v) for k, v in make_qp(0, BLOCKS[blocks]).items()}
+    forward = _count_factorizations(lambda q: solve_qp(**dict(args, q=q)).z, args["q"])
+    backward = _count_factorizations(jax.grad(lambda q: jnp.sum(solve_qp(**dict(args, q=q)).z)),
+                                     args["q"])
+    assert backward == forward + 1
+
+
+def test_dependent_active_inequalities_give_nan_derivative():
+    # two copies of the same active constraint z1 + z2 <= 0: z is right, the multipliers split
+    # arbitrarily between the copies (LICQ fails), so the derivative is NaN, not a guess
+    G = np.array([[1.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    h = np.array([0.0, 0.0, 5.0])
+    sol = solve_qp(np.eye(2), np.array([-1.0, -1.0]), G, h)
+    np.testing.assert_allclose(np.asarray(sol.z), [0.0, 0.0], atol=1e-6)
+    g = jax.grad(lambda q: jnp.sum(solve_qp(jnp.eye(2), q, G, h).z))(jnp.array([-1.0, -1.0]))
+    assert np.all(np.isnan(np.asarray(g)))
