@@ -398,10 +398,23 @@ def _qp_jvp(tol, max_iter, primals, tangents):
 
 @functools.partial(jax.jit, static_argnums=(6, 7, 8))
 def _solve_flat(Q, q, G, h, A, b, tol, max_iter, in_axes):
-    fn = lambda *args: _qp(*args, tol, max_iter)[0]
-    if any(ax is not None for ax in in_axes):
+    m, p = G.shape[-2], A.shape[-2]
+    # Empty outputs (lam, s without inequalities, nu without equalities) are left out of the
+    # vmapped function and added back afterwards: JAX (0.10) fails to differentiate a jitted
+    # vmap of a custom_jvp function with a zero-size batched output.
+    empty = {"lam": not m, "s": not m, "nu": not p}
+
+    def fn(*args):
+        sol = _qp(*args, tol, max_iter)[0]
+        return sol._replace(**{k: None for k, e in empty.items() if e})
+
+    batched = any(ax is not None for ax in in_axes)
+    if batched:
         fn = jax.vmap(fn, in_axes=in_axes)
-    return fn(Q, q, G, h, A, b)
+    sol = fn(Q, q, G, h, A, b)
+    lead = sol.z.shape[:1] if batched else ()
+    return sol._replace(**{k: jnp.zeros(lead + (0,), sol.z.dtype)
+                           for k, e in empty.items() if e})
 
 
 # ----------------------------------------------------------------------------- the public function

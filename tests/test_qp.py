@@ -484,3 +484,19 @@ def test_dependent_active_inequalities_give_nan_derivative():
     np.testing.assert_allclose(np.asarray(sol.z), [0.0, 0.0], atol=1e-6)
     g = jax.grad(lambda q: jnp.sum(solve_qp(jnp.eye(2), q, G, h).z))(jnp.array([-1.0, -1.0]))
     assert np.all(np.isnan(np.asarray(g)))
+
+
+@pytest.mark.parametrize("blocks", list(BLOCKS))
+def test_gradient_of_shared_arguments_with_a_block_absent(blocks):
+    # batched q, everything else shared, a constraint block absent (empty lam/s or nu): the
+    # gradient of a shared argument is the sum of the per-element gradients, in forward and
+    # reverse mode (a regression test: JAX fails on zero-size batched outputs of custom_jvp)
+    args = {k: jnp.asarray(v) for k, v in make_qp(3, BLOCKS[blocks]).items()}
+    qs = args["q"] + jnp.asarray(np.random.default_rng(0).normal(size=(3, N)))
+    loss = lambda Q, q: jnp.sum(W * solve_qp(**dict(args, Q=Q, q=q)).z)
+    g = jax.grad(loss)(args["Q"], qs)
+    g_each = sum(jax.grad(loss)(args["Q"], q) for q in qs)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(g_each), rtol=1e-9, atol=1e-12)
+    E = jnp.asarray(np.random.default_rng(1).normal(size=(N, N)))
+    _, jv = jax.jvp(loss, (args["Q"], qs), (E + E.T, jnp.zeros_like(qs)))
+    np.testing.assert_allclose(float(jv), float(jnp.sum(g * (E + E.T))), rtol=1e-9)
