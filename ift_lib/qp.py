@@ -41,19 +41,28 @@ same linear system as the Newton step,
     lam * ds + s * dlam   = 0,
 
 now at the solution. It is differentiated at the *exact* solution, where s_i = 0 at an active
-and lam_i = 0 at an inactive constraint, rather than at the interior point (where both are
-~tol and the derivative would be off by ~s_i / lam_i): a constraint with s_i <= SNAP lam_i
-counts as active, one with lam_i <= SNAP s_i as inactive. The system is solved with the
-solver's own factorization of the eliminated Newton matrix at its last iterate (the OptNet
-trick: the backward pass factorizes nothing), used as a preconditioner for ``REFINE`` steps of
-iterative refinement against the exact system; on well-posed problems this matches the exact
-KKT derivative to ~1e-8 relative in float64. dQ enters only through its symmetric part
-(dQ + dQ')/2 -- the QP depends on sym(Q) only -- so reverse mode returns a symmetric dQ.
+and lam_i = 0 at an inactive constraint, rather than at the interior point (where lam_i s_i ~ tol
+and the derivative would be off by ~s_i / lam_i, 1e-5 relative on ordinary n = 50 problems):
+each constraint counts as active when s_i < lam_i. Each complementarity row is divided by its
+nonzero factor, which leaves the well-scaled (n + m + p) matrix
+
+    [[Q,       G',         A'],      M = diag(active)
+     [M G,     -(I - M),   0 ],
+     [A,       0,          0 ]],
+
+factorized once (LU) per derivative; on well-posed problems this matches the exact KKT
+derivative to ~1e-9 relative in float64, at any tol. (OptNet instead reuses the solver's last
+factorization of the eliminated system [[Q + G'DG, A'], [A, 0]], D = lam / s. That saves this
+factorization -- 10-20% of a solve -- but D has entries ~1/tol, and here a derivative built on it,
+refined or not, was off by 1e-5 at tol = 1e-10 and useless at tol = 1e-12; so ift_lib does not.)
+dQ enters only through its symmetric part (dQ + dQ')/2 -- the QP depends on sym(Q) only -- so
+reverse mode returns a symmetric dQ.
 
 The derivative exists when the IFT applies: strict complementarity and linearly independent
 active constraints (LICQ). At a weakly active constraint (lam_i = s_i = 0) the interior point
-has lam_i ~ s_i ~ sqrt(tol) (so z is only sqrt(tol)-accurate there), the constraint is not
-snapped, and the returned derivative is a finite mixture of the one-sided ones. When the active
+has lam_i ~ s_i ~ sqrt(tol) (so z is only sqrt(tol)-accurate there), and the returned
+derivative is one of the one-sided derivatives: the one of the side the interior point is on
+(active if s_i < lam_i) -- finite, like ReLU's derivative at 0, but not continuous there. When the active
 rows of G together with A are linearly dependent, the multipliers are not unique: z is still
 right but every derivative comes out NaN (checked by a Cholesky factorization of their Gram
 matrix). Second derivatives work (the rule calls the solver through ``custom_jvp`` again).
@@ -79,7 +88,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_factor, cho_solve, lu_factor, lu_solve
+from jax.scipy.linalg import cho_factor, cho_solve
 
 from ift_lib.implicit import _is_concrete
 
@@ -149,8 +158,11 @@ def _input_status(Q, q, G, h, A, b):
     n = Q.shape[-1]
     eps = jnp.finfo(Q.dtype).eps
     asym = _maxabs(Qf - Qf.T) > 100 * eps * scale
-    min_eig = jnp.linalg.eigvalsh(0.5 * (Qf + Qf.T))[0]
-    not_psd = min_eig < -100 * n * eps * scale
+    # Q + shift I is positive definite iff min eig(Q) > -shift: a Cholesky factorization (about
+    # 10x cheaper than the eigenvalues) fails, with NaN, exactly when Q is not PSD up to the shift
+    shift = 100 * n * eps * jnp.maximum(scale, 1.0)
+    chol = jnp.linalg.cholesky(0.5 * (Qf + Qf.T) + shift * jnp.eye(n, dtype=Q.dtype))
+    not_psd = ~jnp.all(jnp.isfinite(chol))
     return ~finite | asym | not_psd
 
 
@@ -190,6 +202,41 @@ def _status(Q, q, G, h, A, b, z, s, lam, nu, tol):
     return status, pres, dres, gap
 
 
+def _lu_factor(K):
+    """LU factorization with partial pivoting, P K = L U, in plain JAX (a loop of rank-1 updates):
+    returns (LU, perm) with L (unit lower) and U packed in LU and perm the row order.
+
+    Written out instead of calling jax.scipy.linalg.lu_factor because jaxlib's batched LAPACK LU
+    (jax 0.10.2) splits a large batch over XLA's thread pool and can deadlock inside a jitted,
+    vmapped while_loop on 2 cores (seen every time at 64 QPs of n = 30 or 50, never below ~20).
+    """
+    k = K.shape[-1]
+    idx = jnp.arange(k)
+
+    def step(j, carry):
+        LU, perm = carry
+        piv = jnp.argmax(jnp.where(idx >= j, jnp.abs(LU[:, j]), -1.0))
+        row_j, row_p = LU[j], LU[piv]
+        LU = LU.at[j].set(row_p).at[piv].set(row_j)
+        perm_j, perm_p = perm[j], perm[piv]
+        perm = perm.at[j].set(perm_p).at[piv].set(perm_j)
+        below = idx > j
+        l = jnp.where(below, LU[:, j] / LU[j, j], 0.0)
+        LU = LU - jnp.outer(l, jnp.where(below, LU[j], 0.0))
+        LU = LU.at[:, j].set(jnp.where(below, l, LU[:, j]))
+        return LU, perm
+
+    return jax.lax.fori_loop(0, k, step, (K, idx))
+
+
+def _lu_solve(factors, b):
+    """Solve K x = b with ``_lu_factor``'s (LU, perm)."""
+    LU, perm = factors
+    y = jax.lax.linalg.triangular_solve(LU, b[perm][:, None], left_side=True, lower=True,
+                                        unit_diagonal=True)
+    return jax.lax.linalg.triangular_solve(LU, y, left_side=True, lower=False)[:, 0]
+
+
 # The Newton system of the interior-point method and the differentiated KKT system are the same
 # linear system (with different right-hand sides):
 #
@@ -211,13 +258,13 @@ def _factor(Q, G, A, d, delta):
         return (jnp.linalg.cholesky(H),)
     K = jnp.concatenate([jnp.concatenate([H, A.T], axis=1),
                          jnp.concatenate([A, -delta * jnp.eye(p, dtype=Q.dtype)], axis=1)], axis=0)
-    return lu_factor(K)
+    return _lu_factor(K)
 
 
 def _eliminated_solve(factors, n, rz, rnu):
     if len(factors) == 1:
         return cho_solve((factors[0], True), rz), rnu
-    x = lu_solve(factors, jnp.concatenate([rz, rnu]))
+    x = _lu_solve(factors, jnp.concatenate([rz, rnu]))
     return x[:n], x[n:]
 
 
@@ -255,8 +302,7 @@ def _max_step(x, dx):
 
 
 def _ipm(Q, q, G, h, A, b, tol, max_iter):
-    """The interior-point method for one QP: returns (QPSolution, factors), the factors being
-    those of the eliminated Newton system at the returned iterate (reused by the derivative)."""
+    """The interior-point method for one QP: returns a QPSolution (unbatched)."""
     n, m = Q.shape[0], G.shape[0]
     dtype = Q.dtype
     bad = _input_status(Q, q, G, h, A, b)
@@ -272,7 +318,8 @@ def _ipm(Q, q, G, h, A, b, tol, max_iter):
         lam = jnp.where(jnp.min(lam) > 0, lam, lam + 1.0 - jnp.min(lam))
 
     def body(carry):
-        it, z, s, lam, nu, fac = carry[:6]
+        it, z, s, lam, nu = carry[:5]
+        fac = _factor(Q, G, A, lam / s, delta)
         rd, rin, req = _residuals(Q, q, G, h, A, b, z, s, lam, nu)
         newton = lambda r4: _solve_newton(fac, Q, G, A, s, lam, -rd, -rin, -req, r4)
         if m:
@@ -287,68 +334,26 @@ def _ipm(Q, q, G, h, A, b, tol, max_iter):
             dz, ds, dl, dnu = newton(jnp.zeros(0, dtype))
             a = jnp.ones((), dtype)
         z, s, lam, nu = z + a * dz, s + a * ds, lam + a * dl, nu + a * dnu
-        fac = _factor(Q, G, A, lam / s, delta)          # for the next step, or the derivative
-        return (it + 1, z, s, lam, nu, fac) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
+        return (it + 1, z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
 
     def cond(carry):
-        return (carry[6] == -1) & (carry[0] < max_iter)
+        return (carry[5] == -1) & (carry[0] < max_iter)
 
-    fac = _factor(Q, G, A, lam / s, delta) if m else fac
-    init = ((jnp.zeros((), jnp.int32), z, s, lam, nu, fac)
-            + _status(Q, q, G, h, A, b, z, s, lam, nu, tol))
-    init = init[:6] + (jnp.where(bad, 4, init[6]),) + init[7:]
-    it, z, s, lam, nu, fac, status, pres, dres, gap = jax.lax.while_loop(cond, body, init)
+    init = (jnp.zeros((), jnp.int32), z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
+    init = init[:5] + (jnp.where(bad, 4, init[5]),) + init[6:]
+    it, z, s, lam, nu, status, pres, dres, gap = jax.lax.while_loop(cond, body, init)
     status = jnp.where(status == -1, 1, status).astype(jnp.int32)
     failed = status >= 2
     nan = lambda x: jnp.where(failed, jnp.nan, x)
-    sol = QPSolution(nan(z), nan(lam), nan(nu), nan(h - G @ z), it, pres, dres, gap, status)
-    return sol, (fac, s)
-
-
-def _zero_tangent(x):
-    if jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_):
-        return np.zeros(x.shape, jax.dtypes.float0)
-    return jnp.zeros_like(x)
+    return QPSolution(nan(z), nan(lam), nan(nu), nan(h - G @ z), it, pres, dres, gap, status)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7))
 def _qp(Q, q, G, h, A, b, tol, max_iter):
-    """(QPSolution, (factors, s_ipm)): the second output is internal -- the factorization of the
-    Newton system at the solution and the method's slack -- and only ``_kkt_solve`` may use it
-    (its tangent is reported as zero; _kkt_solve differentiates through Q, G, A, lam, s)."""
     return _ipm(Q, q, G, h, A, b, tol, max_iter)
 
 
-#: Refinement steps of the derivative's linear solve (each: two triangular solves of size n + p).
-REFINE = 8
-#: A constraint counts as active (inactive) in the derivative when s <= SNAP * lam (lam <= SNAP * s).
-SNAP = 1e-3
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _kkt_solve(refine, factors, Q, G, A, s_fac, lam_fac, s, lam, r1, r2, r3):
-    """Solve the differentiated KKT system (N) at (s, lam) with r4 = 0, preconditioned by the
-    solver's factorization of (N) at (s_fac, lam_fac) (the final iterate) and refined; it is
-    differentiable in Q, G, A, s, lam and the right-hand side (for second derivatives)."""
-    return _solve_newton(factors, Q, G, A, s_fac, lam_fac, r1, r2, r3, jnp.zeros_like(s),
-                         refine, system=(s, lam))
-
-
-@_kkt_solve.defjvp
-def _kkt_solve_jvp(refine, primals, tangents):
-    factors, Q, G, A, s_fac, lam_fac, s, lam, r1, r2, r3 = primals
-    dQ, dG, dA, ds_, dlam_, dr1, dr2, dr3 = tangents[1:4] + tangents[6:]
-    dz, ds, dl, dnu = x = _kkt_solve(refine, *primals)
-    # K x = rhs  =>  K dx = d(rhs) - dK x
-    t1 = dr1 - (dQ @ dz + dG.T @ dl + dA.T @ dnu)
-    t2 = dr2 - dG @ dz
-    t3 = dr3 - dA @ dz
-    t4 = -(dlam_ * ds + ds_ * dl)
-    dx = _solve_newton(factors, Q, G, A, s_fac, lam_fac, t1, t2, t3, t4, refine, system=(s, lam))
-    return x, dx
-
-
-def _dependent_active_rows(G, A, inactive):
+def _dependent_active_rows(G, A, active):
     """True when the active rows of G together with A are linearly dependent (LICQ fails): the
     multipliers are then not unique and the IFT does not apply to (z, lam, nu). Tested by a
     Cholesky factorization of the Gram matrix M M' of M = [active rows of G; A] (the inactive
@@ -356,8 +361,8 @@ def _dependent_active_rows(G, A, inactive):
     m, p = G.shape[0], A.shape[0]
     if not m + p:
         return jnp.zeros((), bool)
-    M = jnp.concatenate([jnp.where(inactive[:, None], 0.0, G), A])
-    keep = jnp.concatenate([inactive, jnp.zeros(p, bool)])
+    M = jnp.concatenate([jnp.where(active[:, None], G, 0.0), A])
+    keep = jnp.concatenate([~active, jnp.zeros(p, bool)])
     gram = M @ M.T + jnp.diag(keep.astype(M.dtype))
     scale = jnp.maximum(jnp.max(jnp.diag(gram)), 1.0)
     L = jnp.linalg.cholesky(gram)
@@ -365,35 +370,49 @@ def _dependent_active_rows(G, A, inactive):
     return ~(pivot > 1e-10 * scale)          # also True when the factorization failed (NaN)
 
 
+def _active_set_kkt_matrix(Q, G, A, active):
+    """The KKT matrix at the exact solution, each complementarity row divided by its nonzero
+    factor: G_i dz + ... for an active constraint (s_i = 0, row divided by lam_i), dlam_i = 0 for
+    an inactive one (lam_i = 0, divided by -s_i). Size n + m + p, well scaled."""
+    n, m, p = Q.shape[0], G.shape[0], A.shape[0]
+    act = active.astype(Q.dtype)
+    return jnp.concatenate([
+        jnp.concatenate([Q, G.T, A.T], axis=1),
+        jnp.concatenate([act[:, None] * G, jnp.diag(act - 1.0), jnp.zeros((m, p), Q.dtype)], axis=1),
+        jnp.concatenate([A, jnp.zeros((p, m + p), Q.dtype)], axis=1)], axis=0)
+
+
 @_qp.defjvp
 def _qp_jvp(tol, max_iter, primals, tangents):
     Q, q, G, h, A, b = primals
     dQ, dq, dG, dh, dA, db = tangents
-    sol, (factors, s) = out = _qp(Q, q, G, h, A, b, tol, max_iter)
+    sol = _qp(Q, q, G, h, A, b, tol, max_iter)
     z, lam, nu = sol.z, sol.lam, sol.nu
+    n, m = Q.shape[0], G.shape[0]
+    # The exact solution has s_i = 0 (active) or lam_i = 0 (inactive); the interior point has
+    # lam_i s_i ~ tol. Differentiate the exact KKT system, with the smaller of the two taken as 0.
+    active = sol.s < lam
     dQs = 0.5 * (dQ + dQ.T)          # the QP depends on sym(Q) only
-    # differentiate Qz + q + G'lam + A'nu = 0, Gz + s = h, Az = b, lam*s = 0 (at the method's
-    # own slack s > 0): system (N) with these right-hand sides and r4 = 0
-    r1 = -(dQs @ z + dq + dG.T @ lam + dA.T @ nu)
-    r2 = dh - dG @ z
-    r3 = db - dA @ z
-    # The exact solution has s_i = 0 at active and lam_i = 0 at inactive constraints; the
-    # interior point has both ~ tol. Differentiate the exact KKT system: snap the clear cases to 0
-    # (the ambiguous ones, weakly active constraints, stay as they are).
-    s_x = jnp.where(s <= SNAP * lam, 0.0, sol.s)
-    lam_x = jnp.where(lam <= SNAP * s, 0.0, lam)
-    pre = jax.lax.stop_gradient((factors, s, lam))     # a preconditioner only
-    dz, ds, dlam, dnu = _kkt_solve(REFINE, *pre[0:1], Q, G, A, *pre[1:], s_x, lam_x, r1, r2, r3)
-    # statuses 2-4: NaN tangents (K alone may be finite, e.g. without constraints). A product,
-    # not a jnp.where, so the tangent stays linear (transposable)
-    bad = (sol.status >= 2) | _dependent_active_rows(G, A, s_x > 0)
+    rhs = -jnp.concatenate([dQs @ z + dq + dG.T @ lam + dA.T @ nu,
+                            active.astype(Q.dtype) * (dG @ z - dh),    # a product: NaN stays NaN
+                            dA @ z - db])
+    dependent = _dependent_active_rows(G, A, active)
+    x = _lu_solve(_lu_factor(_active_set_kkt_matrix(Q, G, A, active)), rhs)
+    dz, dlam, dnu = x[:n], x[n:n + m], x[n + m:]
+    ds = dh - dG @ z - G @ dz
+    # statuses 2-4 and dependent active constraints: NaN tangents. A product, not a jnp.where,
+    # so the tangent stays linear (transposable)
+    bad = (sol.status >= 2) | dependent
     poison = jnp.where(bad, jnp.nan, 1.0).astype(Q.dtype)
-    dz, dlam, dnu, ds = (poison * x for x in (dz, dlam, dnu, ds))
+    # ... and a term that is 0 when all is well, NaN otherwise, and touches every input tangent,
+    # so that in reverse mode every input's gradient is NaN too (not a 0 from a path that a
+    # NaN happened not to reach)
+    leak = (poison - 1.0) * sum(jnp.sum(t) for t in (dQ, dq, dG, dh, dA, db))
+    dz, dlam, dnu, ds = (poison * x + leak for x in (dz, dlam, dnu, ds))
     zero = lambda a: jnp.zeros_like(a)
     int0 = lambda a: np.zeros(a.shape, jax.dtypes.float0)
-    dsol = QPSolution(dz, dlam, dnu, ds, int0(sol.iterations), zero(sol.primal_residual),
-                      zero(sol.dual_residual), zero(sol.gap), int0(sol.status))
-    return out, (dsol, jax.tree_util.tree_map(_zero_tangent, out[1]))
+    return sol, QPSolution(dz, dlam, dnu, ds, int0(sol.iterations), zero(sol.primal_residual),
+                           zero(sol.dual_residual), zero(sol.gap), int0(sol.status))
 
 
 @functools.partial(jax.jit, static_argnums=(6, 7, 8))
@@ -405,7 +424,7 @@ def _solve_flat(Q, q, G, h, A, b, tol, max_iter, in_axes):
     empty = {"lam": not m, "s": not m, "nu": not p}
 
     def fn(*args):
-        sol = _qp(*args, tol, max_iter)[0]
+        sol = _qp(*args, tol, max_iter)
         return sol._replace(**{k: None for k, e in empty.items() if e})
 
     batched = any(ax is not None for ax in in_axes)
