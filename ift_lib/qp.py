@@ -237,8 +237,7 @@ def _lu_solve(factors, b):
     return jax.lax.linalg.triangular_solve(LU, y, left_side=True, lower=False)[:, 0]
 
 
-# The Newton system of the interior-point method and the differentiated KKT system are the same
-# linear system (with different right-hand sides):
+# The Newton system of the interior-point method:
 #
 #     Q dz + G'dlam + A'dnu = r1,   G dz + ds = r2,   A dz = r3,   lam*ds + s*dlam = r4.      (N)
 #
@@ -277,22 +276,13 @@ def _newton_once(factors, Q, G, A, s, lam, r1, r2, r3, r4):
     return dz, ds, dl, dnu
 
 
-def _newton_residual(Q, G, A, s, lam, x, r1, r2, r3, r4):
-    dz, ds, dl, dnu = x
-    return (r1 - (Q @ dz + G.T @ dl + A.T @ dnu), r2 - (G @ dz + ds), r3 - A @ dz,
-            r4 - (lam * ds + s * dl))
-
-
-def _solve_newton(factors, Q, G, A, s, lam, r1, r2, r3, r4, refine=1, system=None):
-    """Solve (N) with the factorization of its eliminated form at (s, lam), refined ``refine``
-    times against (N) itself -- or against (N) at other (s, lam) = ``system`` (then the
-    factorization is a preconditioner; this converges when the two are close)."""
-    s_sys, lam_sys = (s, lam) if system is None else system
+def _solve_newton(factors, Q, G, A, s, lam, r1, r2, r3, r4):
+    """Solve (N) with the factorization of its eliminated form, refined once against (N)."""
     x = _newton_once(factors, Q, G, A, s, lam, r1, r2, r3, r4)
-    for _ in range(refine):
-        e = _newton_residual(Q, G, A, s_sys, lam_sys, x, r1, r2, r3, r4)
-        x = tuple(xi + ci for xi, ci in zip(x, _newton_once(factors, Q, G, A, s, lam, *e)))
-    return x
+    dz, ds, dl, dnu = x
+    e = (r1 - (Q @ dz + G.T @ dl + A.T @ dnu), r2 - (G @ dz + ds), r3 - A @ dz,
+         r4 - (lam * ds + s * dl))
+    return tuple(xi + ci for xi, ci in zip(x, _newton_once(factors, Q, G, A, s, lam, *e)))
 
 
 def _max_step(x, dx):
