@@ -84,6 +84,9 @@ INSTALL_HINT = ("install the optional benchmark dependencies (after the book's r
                 "    pip install --no-deps qpth==0.0.18")
 
 
+from _report import fmt_time, rel_err, table  # noqa: E402  (benchmarks/ is on sys.path)
+
+
 def _require(modules: list[str]) -> dict:
     """Import the optional dependencies, or exit with a message naming the missing ones."""
     found, missing = {}, []
@@ -127,25 +130,6 @@ SPEEDUP_TARGET = 2.0
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-def fmt_time(t: float) -> str:
-    return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print(line(r))
-
-
-def rel_err(got, want) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    err = float(np.linalg.norm(got - want) / np.linalg.norm(want))
-    return err if np.isfinite(err) else np.inf           # NaN gradients count as infinitely wrong
-
 
 def qp_version() -> str:
     """Which ift_lib.qp was measured: git commit, and a hash of qp.py when it differs from it."""
