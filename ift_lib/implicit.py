@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ift_lib.bounds import ceil_pow10, fmt_bounded
 from ift_lib.linear_solve import LinearSolver, make_solver
 
 PyTree = Any
@@ -129,16 +130,49 @@ class IFTReport:
         return self.is_solution and self.jacobian_nonsingular
 
     @property
+    def _residual_floor(self) -> float:
+        # below this, max|F| is rounding noise whose digits differ from one CPU to the next
+        return 1e3 * np.finfo(float).eps * max(1.0, self.scale) if self.residual_tol >= 1e-12 \
+            else 0.0
+
+    @property
+    def _rank_threshold(self) -> float:
+        return self.rank_rtol * self.scale
+
+    def _fmt_residual(self) -> str:
+        return fmt_bounded(self.residual, min(self._residual_floor, self.residual_tol))
+
+    def _fmt_sigma_min(self) -> str:
+        if self.jacobian_nonsingular or np.isnan(self.sigma_min):
+            return f"= {self.sigma_min:.2e}"
+        return f"< {ceil_pow10(self._rank_threshold):.0e}" if self._rank_threshold > 0 \
+            else f"= {self.sigma_min:.2e}"
+
+    def _fmt_cond(self) -> str:
+        if np.isnan(self.sigma_max):
+            return "not computed"
+        if self.jacobian_nonsingular:
+            return f"= {self.cond:.2e}"
+        if self._rank_threshold > 0 and self.sigma_max > 0:
+            lower = self.sigma_max / ceil_pow10(self._rank_threshold)
+            return f"> {10.0 ** np.floor(np.log10(lower)):.0e}"
+        return "= inf"
+
+    @property
     def failure(self) -> str | None:
-        """A sentence naming the first failed IFT condition, or None."""
+        """A sentence naming the first failed IFT condition, or None.
+
+        Values at rounding level are printed as the bound they fall below (e.g.
+        ``sigma_min < 1e-13``), so the sentence reads the same on every CPU."""
         if not self.is_solution:
             return (f"IFT condition 1 failed: x does not solve optimality_fn(x, *params) = 0 "
-                    f"(max |F| = {self.residual:.3e} > residual_tol = {self.residual_tol:.1e}); "
+                    f"(max |F| = {self.residual:.2e} > residual_tol = {self.residual_tol:.1e}); "
                     "the solver has not converged or the point is not a solution")
         if not self.jacobian_nonsingular:
             return (f"IFT condition 3 failed: dF/dx is singular at the solution "
-                    f"(smallest singular value {self.sigma_min:.3e} <= rank_rtol {self.rank_rtol:.1e} "
-                    f"x scale {self.scale:.3e}); the IFT gives no derivative here")
+                    f"(smallest singular value {self._fmt_sigma_min()}, at most rank_rtol "
+                    f"{self.rank_rtol:.1e} x scale {self.scale:.2e}); "
+                    "the IFT gives no derivative here")
         return None
 
     def raise_if_failed(self) -> "IFTReport":
@@ -148,8 +182,11 @@ class IFTReport:
 
     def __str__(self) -> str:
         verdict = "applies" if self.applies else "does NOT apply"
-        return (f"IFT {verdict}: max|F| = {self.residual:.3e} (tol {self.residual_tol:.1e}), "
-                f"sigma_min(dF/dx) = {self.sigma_min:.3e}, cond(dF/dx) = {self.cond:.3e}, m = {self.m}")
+        res = self._fmt_residual()
+        res = res if res.startswith("<") else f"= {res}"
+        return (f"IFT {verdict}: max|F| {res} (tol {self.residual_tol:.1e}), "
+                f"sigma_min(dF/dx) {self._fmt_sigma_min()}, cond(dF/dx) {self._fmt_cond()}, "
+                f"m = {self.m}")
 
 
 def check_ift(optimality_fn: Callable, x: PyTree, *params, residual_tol: float | None = None,
@@ -336,7 +373,7 @@ def custom_root(optimality_fn: Callable, solve: str | LinearSolver = "dense", *,
                     return ("IFT linear solve failed: the solution of the linear system in dF/dx "
                             "is not finite; dF/dx is singular at this point")
                 if tol is not None and np.max(rel) > tol:
-                    return (f"IFT linear solve failed: relative residual {np.max(rel):.3e} > "
+                    return (f"IFT linear solve failed: relative residual {np.max(rel):.2e} > "
                             f"solve_rtol = {tol:.1e}. dF/dx may be singular or ill-conditioned, "
                             "or the chosen solver does not fit it (CG needs a symmetric positive "
                             "definite dF/dx, a Neumann series a contraction) or needs more "
