@@ -4,8 +4,8 @@ Core (every chapter):  custom_root, check_ift, IFTReport, IFTConditionError, lin
                        bounds (numbers printed as the bound they were checked against).
 Chapter modules:       circle (Ch. 1), softmax (Ch. 2), unrolled (Ch. 4).
 """
-from ift_lib import bounds, linear_solve
+from ift_lib import bounds, linear_solve, measure
 from ift_lib.implicit import IFTConditionError, IFTReport, check_ift, custom_root
 
 __version__ = "0.1.0"
-__all__ = ["custom_root", "check_ift", "IFTReport", "IFTConditionError", "bounds", "linear_solve"]
+__all__ = ["custom_root", "check_ift", "IFTReport", "IFTConditionError", "bounds", "linear_solve", "measure"]

@@ -32,13 +32,12 @@ As K -> infinity all four tend to the closed form (:func:`closed_form_hypergradi
     dL/dtheta  = -(dF/dtheta)^T H^{-1} grad L(x*) = -exp(theta) * x* * H^{-1} grad L(x*)
                  (summed over features when theta is a scalar).
 
-:func:`compiled_temp_bytes` and :func:`median_time` measure what each method costs.
+:func:`ift_lib.measure.compiled_temp_bytes` and :func:`ift_lib.measure.median_time` (re-exported
+here) measure what each method costs.
 """
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -47,6 +46,7 @@ import numpy as np
 
 from ift_lib.implicit import custom_root
 from ift_lib.linear_solve import SOLVERS, LinearSolver, make_solver
+from ift_lib.measure import compiled_temp_bytes, median_time
 
 __all__ = [
     "BilevelData", "random_problem", "inner_objective", "inner_gradient", "outer_loss",
@@ -395,31 +395,3 @@ def tune_hyperparameters(theta0, data: BilevelData, *, method: str, num_steps: i
     losses.append(outer_loss(unrolled_solve(theta, data.A, data.b, num_steps=num_steps,
                                             step_size=eta), data.A_val, data.b_val))
     return jnp.stack(thetas), jnp.stack(losses)
-
-
-# ---------------------------------------------------------------------------------- measuring
-
-def compiled_temp_bytes(fn: Callable, *args) -> int:
-    """Scratch memory (bytes) XLA allocates for ``jax.jit(fn)(*args)``: ``temp_size_in_bytes`` of
-    the compiled computation's memory analysis (arguments and outputs not included). Compiles,
-    does not run. This, not the process RSS (dominated by compilation), shows how memory grows
-    with K."""
-    stats = jax.jit(fn).lower(*args).compile().memory_analysis()
-    if stats is None:
-        raise RuntimeError("this JAX backend gives no memory analysis of compiled computations")
-    return int(stats.temp_size_in_bytes)
-
-
-def median_time(fn: Callable, *args, repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time (seconds) of ``jax.jit(fn)(*args)`` over ``repeats`` runs, compiled once
-    beforehand and run ``warmup`` times first; each run waits for its result (block_until_ready)."""
-    repeats = _check_positive_int(repeats, "repeats")
-    compiled = jax.jit(fn).lower(*args).compile()
-    for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)

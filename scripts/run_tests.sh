@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up .venv (if needed) and run every test: build the book (-W), then one pytest run with
-#   ift_lib unit tests, nbval (strict) over chapters/, and the browser tests of the built HTML.
+#   ift_lib unit tests, nbval (strict) over chapters/, and the browser tests of the built HTML,
+# then nbval over chapters/ once more with XLA generating SSE4.2-only kernels: another CPU's
+# rounding, so that no stored output depends on this machine's last bits.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
@@ -15,3 +17,7 @@ bash scripts/build_book.sh
 echo "== pytest: ift_lib, nbval (strict) over chapters/, browser tests"
 python -m pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
   --nbval-current-env -p no:cacheprovider "$@"
+
+echo "== nbval (strict) again, as another CPU would round: XLA_FLAGS=--xla_cpu_max_isa=SSE4_2"
+XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_max_isa=SSE4_2" python -m pytest chapters --nbval \
+  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider -q

@@ -1,0 +1,59 @@
+"""Measuring what a computation costs: XLA's compiled scratch memory and wall time.
+
+Shared by the chapters, the widgets and ``benchmarks/``. Timings depend on the machine and its
+load: print them, never compare them with stored outputs (tag such cells ``nbval-ignore-output``)
+and assert only ratios with a wide margin.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import jax
+
+__all__ = ["compiled_temp_bytes", "median_time", "best_time"]
+
+
+def _check_repeats(repeats) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    return repeats
+
+
+def compiled_temp_bytes(fn: Callable, *args) -> int:
+    """Scratch memory (bytes) XLA allocates for ``jax.jit(fn)(*args)``: ``temp_size_in_bytes`` of
+    the compiled computation's memory analysis (arguments and outputs not included). Compiles,
+    does not run. This, not the process RSS (dominated by compilation), shows how memory grows
+    with the number of iterations."""
+    stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+    if stats is None:
+        raise RuntimeError("this JAX backend gives no memory analysis of compiled computations")
+    return int(stats.temp_size_in_bytes)
+
+
+def _run_times(run: Callable[[], object], repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        jax.block_until_ready(run())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(run())
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median_time(fn: Callable, *args, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time (seconds) of ``jax.jit(fn)(*args)`` over ``repeats`` runs, compiled once
+    beforehand and run ``warmup`` times first; each run waits for its result (block_until_ready)."""
+    repeats = _check_repeats(repeats)
+    compiled = jax.jit(fn).lower(*args).compile()
+    return statistics.median(_run_times(lambda: compiled(*args), repeats, warmup))
+
+
+def best_time(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> float:
+    """Shortest wall time (seconds) of ``fn(*args)`` over ``repeats`` runs after ``warmup`` runs
+    (which compile a jitted ``fn``): the least noisy estimate of the cost itself on a busy
+    machine. ``fn`` is called as given (jit it yourself)."""
+    repeats = _check_repeats(repeats)
+    return min(_run_times(lambda: fn(*args), repeats, warmup))
