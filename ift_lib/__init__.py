@@ -5,7 +5,7 @@ Core (every chapter):  custom_root, check_ift, IFTReport, IFTConditionError, lin
 Chapter modules:       circle (Ch. 1), softmax (Ch. 2), unrolled (Ch. 4).
 """
 from ift_lib import bounds, linear_solve, measure
-from ift_lib.implicit import IFTConditionError, IFTReport, check_ift, custom_root
+from ift_lib.implicit import IFTConditionError, IFTReport, check_ift, custom_root, jacobian_in_x
 
 __version__ = "0.1.0"
-__all__ = ["custom_root", "check_ift", "IFTReport", "IFTConditionError", "bounds", "linear_solve", "measure"]
+__all__ = ["custom_root", "check_ift", "jacobian_in_x", "IFTReport", "IFTConditionError", "bounds", "linear_solve", "measure"]

@@ -30,7 +30,7 @@ from ift_lib.linear_solve import LinearSolver, make_solver
 
 PyTree = Any
 
-__all__ = ["custom_root", "check_ift", "IFTReport", "IFTConditionError"]
+__all__ = ["custom_root", "check_ift", "jacobian_in_x", "IFTReport", "IFTConditionError"]
 
 #: Above this many unknowns the singular-value test of dF/dx is skipped (it forms
 #: the dense Jacobian); the linear-solve residual test still runs.
@@ -57,10 +57,6 @@ def _default_rank_rtol(x: PyTree, m: int) -> float:
 
 def _default_solve_rtol(x: PyTree) -> float:
     return float(_eps(x) ** 0.375)   # 1.4e-6 in float64, 2.5e-3 in float32
-
-
-def _as_tuple(params) -> tuple:
-    return tuple(params)
 
 
 def _check_shapes(fx: PyTree, x: PyTree) -> None:
@@ -189,6 +185,14 @@ class IFTReport:
                 f"m = {self.m}")
 
 
+def jacobian_in_x(optimality_fn: Callable, x: PyTree, *params) -> jax.Array:
+    """dF/dx as a dense (m, m) matrix, m = size of x: rows are the equations of
+    ``optimality_fn(x, *params)`` and columns the unknowns, both flattened leaf by leaf in
+    pytree order (``ravel_pytree``). For inspection and small problems (forms the matrix)."""
+    flat_x, unravel_x = ravel_pytree(x)
+    return jax.jacfwd(lambda v: ravel_pytree(optimality_fn(unravel_x(v), *params))[0])(flat_x)
+
+
 def check_ift(optimality_fn: Callable, x: PyTree, *params, residual_tol: float | None = None,
               rank_rtol: float | None = None) -> IFTReport:
     """Check the IFT's conditions for ``optimality_fn(x, *params) = 0`` at one point.
@@ -197,14 +201,11 @@ def check_ift(optimality_fn: Callable, x: PyTree, *params, residual_tol: float |
     Returns an :class:`IFTReport`; call ``.raise_if_failed()`` to turn a failure into an
     :class:`IFTConditionError`.
     """
-    params = _as_tuple(params)
+    params = tuple(params)
     _check_shapes(optimality_fn(x, *params), x)
     m = int(ravel_pytree(x)[0].size)
     residual, smin, scale = _diagnostics(optimality_fn, x, params)
-    flat_x, unravel_x = ravel_pytree(x)
-    flat_p, unravel_p = ravel_pytree(params)
-    Jx = jax.jacfwd(lambda v: ravel_pytree(optimality_fn(unravel_x(v), *params))[0])(flat_x)
-    smax = float(jnp.linalg.norm(Jx, ord=2))
+    smax = float(jnp.linalg.norm(jacobian_in_x(optimality_fn, x, *params), ord=2))
     return IFTReport(
         residual=float(residual),
         residual_tol=_default_residual_tol(x) if residual_tol is None else float(residual_tol),
