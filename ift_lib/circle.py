@@ -10,7 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ift_lib.implicit import _diagnostics, _default_rank_rtol, custom_root
+from ift_lib._checks import default_rank_rtol, nonsingular
+from ift_lib.diagnose import ift_diagnostics
+from ift_lib.implicit import custom_root
 
 __all__ = ["circle_residual", "circle_partials", "upper_arc", "lower_arc",
            "local_parameterization", "newton_circle", "solve_circle", "ift_slope", "circle_table"]
@@ -94,9 +96,10 @@ def circle_table(num_points: int = 360, arc_halfwidth: float = 0.3, arc_points: 
     theta[0], theta[2 * q], x[q], x[3 * q] = 1.0, -1.0, 1.0, -1.0
 
     dF_dtheta, dF_dx = jax.vmap(circle_partials)(jnp.asarray(theta), jnp.asarray(x))
-    diag = jax.vmap(lambda t, xx: _diagnostics(circle_residual, xx, (t,)))
-    residual, smin, scale = diag(jnp.asarray(theta), jnp.asarray(x))
-    applies = np.asarray((residual <= 1e-12) & (smin > _default_rank_rtol(jnp.asarray(x), 1) * scale))
+    diag = jax.vmap(lambda t, xx: ift_diagnostics(circle_residual, xx, t))
+    residual, smin, _, scale = diag(jnp.asarray(theta), jnp.asarray(x))
+    applies = (np.asarray(residual) <= 1e-12) & nonsingular(
+        smin, scale, default_rank_rtol(jnp.asarray(x), 1))
 
     slope = np.full(num_points, np.nan)
     ok = np.flatnonzero(applies)

@@ -1,20 +1,21 @@
-"""Linear solvers for the IFT's linear system  A y = b.
+"""Linear solvers for the IFT's linear system  A y = b, as small frozen values.
 
-Every solver has the signature ``solve(matvec, b) -> y`` where ``matvec`` is a
-linear map on pytrees shaped like ``b`` (so ``A`` never has to be formed), and
-the keyword options are bound with :func:`make_solver`::
+A solver is a value such as ``Dense()``, ``CG(tol=1e-12)``, ``GMRES(restart=10)``,
+``BiCGStab()``, ``Neumann(num_terms=20, step=0.1)`` or ``Identity(scale=0.5)``: validated when
+it is made, compared and hashed by value, and called as ``solver(matvec, b) -> y`` where
+``matvec`` is a linear map on pytrees shaped like ``b`` (A is never formed, except by Dense).
+Strings name the defaults (``"cg"`` is ``CG()``), and ``make_solver("cg", tol=1e-12)`` builds
+one from a name and options. Any callable ``solve(matvec, b)`` works where a solver is expected.
 
-    solve = make_solver("cg", tol=1e-12, maxiter=500)
-    y = solve(matvec, b)
-
-``custom_root`` calls the chosen solver twice: with ``A = dF/dx`` for forward
-mode and with ``A^T`` for reverse mode. CG and the Neumann series assume that
-the operator they receive is symmetric positive definite / a contraction; the
-residual check in :mod:`ift_lib.implicit` catches a solve that did not converge.
+``custom_root`` calls the solver with ``A = dF/dx`` (forward mode) or ``A^T`` (reverse mode).
+CG and the Neumann series assume that A is symmetric positive definite / a contraction;
+custom_root's residual check catches a solve that did not converge.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import jax
@@ -27,8 +28,8 @@ MatVec = Callable[[PyTree], PyTree]
 LinearSolver = Callable[[MatVec, PyTree], PyTree]
 
 __all__ = [
-    "solve_dense", "solve_cg", "solve_gmres", "solve_bicgstab", "solve_neumann",
-    "make_solver", "SOLVERS", "materialize",
+    "Dense", "CG", "GMRES", "BiCGStab", "Neumann", "Identity", "SOLVERS", "make_solver",
+    "solve_dense", "solve_cg", "solve_gmres", "solve_bicgstab", "solve_neumann", "materialize",
 ]
 
 
@@ -96,32 +97,136 @@ def solve_neumann(matvec: MatVec, b: PyTree, *, num_terms: int = 50,
     return jax.tree.map(lambda a: step * a, acc)
 
 
-SOLVERS: dict[str, Callable[..., PyTree]] = {
-    "dense": solve_dense,
-    "cg": solve_cg,
-    "gmres": solve_gmres,
-    "bicgstab": solve_bicgstab,
-    "neumann": solve_neumann,
+def _check_tol(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+            or math.isnan(value):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def _check_count(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """Form A (m matvecs) and solve by LU: exact up to rounding; O(m^2) memory, O(m^3) time."""
+
+    def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
+        return solve_dense(matvec, b)
+
+
+@dataclasses.dataclass(frozen=True)
+class CG:
+    """Conjugate gradients (A symmetric positive definite): stop at |r| <= max(tol |b|, atol),
+    or after ``maxiter`` iterations (None: 10 m)."""
+    tol: float = 1e-10
+    atol: float = 0.0
+    maxiter: int | None = None
+
+    def __post_init__(self):
+        _check_tol("tol", self.tol), _check_tol("atol", self.atol)
+        _check_count("maxiter", self.maxiter, allow_none=True)
+
+    def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
+        return solve_cg(matvec, b, tol=self.tol, atol=self.atol, maxiter=self.maxiter)
+
+
+@dataclasses.dataclass(frozen=True)
+class GMRES:
+    """Restarted GMRES (any nonsingular A), Krylov spaces of dimension ``restart``."""
+    tol: float = 1e-10
+    atol: float = 0.0
+    restart: int = 20
+    maxiter: int | None = None
+
+    def __post_init__(self):
+        _check_tol("tol", self.tol), _check_tol("atol", self.atol)
+        _check_count("restart", self.restart)
+        _check_count("maxiter", self.maxiter, allow_none=True)
+
+    def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
+        return solve_gmres(matvec, b, tol=self.tol, atol=self.atol, restart=self.restart,
+                           maxiter=self.maxiter)
+
+
+@dataclasses.dataclass(frozen=True)
+class BiCGStab:
+    """BiCGStab (any nonsingular A; short recurrences). It can break down (rho = 0)."""
+    tol: float = 1e-10
+    atol: float = 0.0
+    maxiter: int | None = None
+
+    def __post_init__(self):
+        _check_tol("tol", self.tol), _check_tol("atol", self.atol)
+        _check_count("maxiter", self.maxiter, allow_none=True)
+
+    def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
+        return solve_bicgstab(matvec, b, tol=self.tol, atol=self.atol, maxiter=self.maxiter)
+
+
+@dataclasses.dataclass(frozen=True)
+class Neumann:
+    """Truncated Neumann series  A^{-1} b ~= step * sum_{k<num_terms} (I - step A)^k b."""
+    num_terms: int = 50
+    step: float = 1.0
+
+    def __post_init__(self):
+        _check_count("num_terms", self.num_terms)
+        if isinstance(self.step, bool) or not isinstance(self.step, (int, float)) \
+                or not self.step > 0 or not math.isfinite(self.step):
+            raise ValueError(f"step must be a finite number > 0, got {self.step!r}")
+
+    def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
+        return solve_neumann(matvec, b, num_terms=self.num_terms, step=self.step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """A^{-1} b ~= scale * b: the Neumann series' first term, no matvec at all (a crude
+    approximation, e.g. the "one step" hypergradient; pair it with ``solve_rtol=math.inf``)."""
+    scale: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) \
+                or not math.isfinite(self.scale) or self.scale == 0:
+            raise ValueError(f"scale must be a finite nonzero number, got {self.scale!r}")
+
+    def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
+        return jax.tree.map(lambda l: self.scale * l, b)
+
+
+#: The string shortcuts: each name stands for its solver with default options.
+SOLVERS: dict[str, LinearSolver] = {
+    "dense": Dense(), "cg": CG(), "gmres": GMRES(), "bicgstab": BiCGStab(),
+    "neumann": Neumann(), "identity": Identity(),
 }
 
 
 def make_solver(solve: str | LinearSolver = "dense", **options) -> LinearSolver:
-    """A ``solve(matvec, b)`` from a name in :data:`SOLVERS` (or a callable) and its options.
+    """A solver from a name in :data:`SOLVERS` and its options, or a solver / callable as is.
 
-    >>> make_solver("cg", tol=1e-12)          # CG to a relative residual of 1e-12
+    >>> make_solver("cg", tol=1e-12)                  # CG(tol=1e-12)
     >>> make_solver("neumann", num_terms=20, step=0.1)
     """
-    if callable(solve):
-        return functools.partial(solve, **options) if options else solve
+    if not isinstance(solve, str):
+        if not callable(solve):
+            raise TypeError(f"a linear solver is a name in {sorted(SOLVERS)} or a callable "
+                            f"solve(matvec, b) -> y, got {solve!r}")
+        if not options:
+            return solve
+        if dataclasses.is_dataclass(solve):
+            return dataclasses.replace(solve, **options)
+        return functools.partial(solve, **options)
     if solve not in SOLVERS:
         raise ValueError(f"unknown linear solver {solve!r}; choose one of {sorted(SOLVERS)} "
                          "or pass a callable solve(matvec, b) -> y")
-    fn = SOLVERS[solve]
-    if options:
-        try:
-            import inspect
-            inspect.signature(fn).bind(None, None, **options)
-        except TypeError as e:
-            raise TypeError(f"invalid option for the {solve!r} solver: {e}") from None
-        return functools.partial(fn, **options)
-    return fn
+    if not options:
+        return SOLVERS[solve]
+    try:
+        return dataclasses.replace(SOLVERS[solve], **options)
+    except TypeError as e:
+        raise TypeError(f"invalid option for the {solve!r} solver: {e}") from None

@@ -90,7 +90,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve
 
-from ift_lib.implicit import _is_concrete
+from ift_lib._checks import is_concrete
 
 __all__ = ["solve_qp", "QPSolution", "QPError", "QPInputError", "QPInfeasibleError",
            "QPUnboundedError", "QPNotConvergedError", "STATUS"]
@@ -531,7 +531,7 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     p = args["A"].shape[-2] if A is not None else 0
     batch = _check_shapes(args, n, m, p)
     dtype = jnp.result_type(*[v for v in args.values() if v is not None])
-    concrete = _is_concrete(list(args.values()))
+    concrete = is_concrete(list(args.values()))
     if concrete:
         _concrete_checks(args)
     if tol is None:

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ift_lib.implicit import _host_check, _is_concrete, _tie, custom_root
+from ift_lib._checks import host_check, is_concrete, tie
+from ift_lib.implicit import custom_root
 from ift_lib.linear_solve import LinearSolver
 
 __all__ = ["softmax", "sparsemax", "softmax_kkt_full", "softmax_kkt_reduced", "softmax_kkt_log",
@@ -63,12 +64,12 @@ def _check_finite(theta, name: str):
     theta). The check is tied into theta, not into the output, so that it also runs when only a
     derivative is used (tied into the output, jit removed it from jit(grad(...)) as dead code)."""
     num_bad = jnp.sum(~jnp.isfinite(theta)).astype(theta.dtype)
-    if _is_concrete(theta):
+    if is_concrete(theta):
         msg = _finite_message(name)(np.asarray(num_bad))
         if msg:
             raise ValueError(msg)
         return theta
-    return _tie(theta, _host_check(_finite_message(name), num_bad, error=ValueError))
+    return tie(theta, host_check(_finite_message(name), num_bad, error=ValueError))
 
 
 # ----------------------------------------------------------------------------- KKT residuals

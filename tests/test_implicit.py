@@ -1,5 +1,7 @@
 """Tests for ift_lib.implicit: custom_root derivatives, every transformation, solve options,
 pytrees, the solver not being differentiated, the IFT checks (eager, jit, vmap) and check_ift."""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -589,15 +591,15 @@ def test_singular_jacobian_large_m_caught_by_the_solve_check():
                     "linear solve")
 
 
-def test_approximate_neumann_solve_with_solve_rtol_none():
+def test_approximate_neumann_solve_with_solve_rtol_inf():
     B = np.diag([1.0, 2.0, 3.0]) + 0.2
     step, num_terms = 0.3, 5
     solve = make_solver("neumann", num_terms=num_terms, step=step)
     F = lambda x, t: jnp.asarray(B) @ x - t
     exact_solver = lambda init, t: jnp.linalg.solve(jnp.asarray(B), t)
     strict = jax.jit(jax.jacfwd(custom_root(F, solve=solve)(exact_solver), argnums=1))
-    _raises_wrapped(lambda: strict(X0, THETA), "linear solve", "solve_rtol=None")   # default refuses
-    root = custom_root(F, solve=solve, solve_rtol=None)(exact_solver)
+    _raises_wrapped(lambda: strict(X0, THETA), "linear solve", "solve_rtol=math.inf")   # refused
+    root = custom_root(F, solve=solve, solve_rtol=math.inf)(exact_solver)
     neumann = step * sum(np.linalg.matrix_power(np.eye(3) - step * B, k) for k in range(num_terms))
     J_fwd, J_rev = jax.jit(lambda i, t: (jax.jacfwd(root, argnums=1)(i, t),
                                          jax.jacrev(root, argnums=1)(i, t)))(X0, THETA)

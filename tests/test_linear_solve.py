@@ -1,4 +1,6 @@
-"""Tests for ift_lib.linear_solve: every solver against numpy, pytrees, tolerances, make_solver."""
+"""Tests for ift_lib.linear_solve: every solver against numpy, pytrees, tolerances, solvers as
+values, make_solver."""
+import dataclasses
 import functools
 
 import jax
@@ -59,11 +61,42 @@ ALL = ["dense", "cg", "gmres", "bicgstab", "neumann"]
 
 
 def test_registry_lists_every_solver():
-    assert set(SOLVERS) == set(ALL)
-    assert SOLVERS["dense"] is solve_dense and SOLVERS["cg"] is solve_cg
-    assert SOLVERS["gmres"] is solve_gmres and SOLVERS["bicgstab"] is solve_bicgstab
-    assert SOLVERS["neumann"] is solve_neumann
+    assert set(SOLVERS) == set(ALL) | {"identity"}
+    assert SOLVERS["dense"] == ls.Dense() and SOLVERS["cg"] == ls.CG()
+    assert SOLVERS["gmres"] == ls.GMRES() and SOLVERS["bicgstab"] == ls.BiCGStab()
+    assert SOLVERS["neumann"] == ls.Neumann() and SOLVERS["identity"] == ls.Identity()
     assert set(ls.__all__) >= {"make_solver", "SOLVERS", "materialize", *(f"solve_{n}" for n in ALL)}
+
+
+def test_solvers_are_values():
+    # equal and hashed by value: a cache keyed on a solver hits for an equal solver
+    assert ls.CG(tol=1e-12) == make_solver("cg", tol=1e-12)
+    assert hash(ls.CG(tol=1e-12)) == hash(make_solver("cg", tol=1e-12))
+    assert ls.CG(tol=1e-12) != ls.CG(tol=1e-10)
+    assert len({ls.Neumann(5, 0.1), ls.Neumann(num_terms=5, step=0.1)}) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ls.CG().tol = 1.0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ls.CG(tol=-1.0), "tol must be a number >= 0"),
+    (lambda: ls.CG(maxiter=0), "maxiter must be an integer >= 1"),
+    (lambda: ls.GMRES(restart=2.5), "restart must be an integer >= 1"),
+    (lambda: ls.BiCGStab(atol=float("nan")), "atol must be a number >= 0"),
+    (lambda: ls.Neumann(num_terms=0), "num_terms must be an integer >= 1"),
+    (lambda: ls.Neumann(step=-0.1), "step must be a finite number > 0"),
+    (lambda: ls.Identity(scale=0.0), "scale must be a finite nonzero number"),
+])
+def test_solvers_validate_their_options(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_identity_solver_scales_the_right_hand_side():
+    b = {"u": jnp.arange(3.0), "v": jnp.ones(2)}
+    y = ls.Identity(scale=0.5)(lambda t: t, b)
+    np.testing.assert_array_equal(np.asarray(y["u"]), 0.5 * np.arange(3.0))
+    np.testing.assert_array_equal(np.asarray(y["v"]), 0.5 * np.ones(2))
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -197,20 +230,20 @@ def test_solvers_work_eagerly(spd_system):
 # ---------------------------------------------------------------------------------------- make_solver
 
 def test_make_solver_names_without_options():
-    for name, fn in SOLVERS.items():
-        assert make_solver(name) is fn
-    assert make_solver() is solve_dense
+    for name, solver in SOLVERS.items():
+        assert make_solver(name) is solver
+    assert make_solver() == ls.Dense()
 
 
 def test_make_solver_binds_options(spd_system):
     A, b, _ = spd_system
     solve = make_solver("neumann", num_terms=3, step=0.1)
-    assert isinstance(solve, functools.partial)
-    assert solve.keywords == {"num_terms": 3, "step": 0.1}
+    assert solve == ls.Neumann(num_terms=3, step=0.1)
     np.testing.assert_array_equal(
         np.asarray(solve(_matvec(A), jnp.asarray(b))),
         np.asarray(solve_neumann(_matvec(A), jnp.asarray(b), num_terms=3, step=0.1)))
-    assert make_solver("gmres", tol=1e-8, restart=5).keywords == {"tol": 1e-8, "restart": 5}
+    assert make_solver("gmres", tol=1e-8, restart=5) == ls.GMRES(tol=1e-8, restart=5)
+    assert make_solver(ls.CG(), tol=1e-8) == ls.CG(tol=1e-8)   # options on a value: a new value
 
 
 def test_make_solver_unknown_name():
@@ -239,6 +272,8 @@ def test_make_solver_callable_passthrough(spd_system):
     halved = make_solver(my_solve, scale=0.5)
     y = np.asarray(halved(_matvec(A), jnp.asarray(b)))
     np.testing.assert_allclose(y, 0.5 * np.linalg.solve(A, b), rtol=1e-12)
-    # an already-bound solver passes through too
+    # a solver value passes through too
     tight = make_solver("cg", tol=1e-12)
     assert make_solver(tight) is tight
+    with pytest.raises(TypeError, match="a linear solver is a name"):
+        make_solver(3)
