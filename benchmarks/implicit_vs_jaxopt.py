@@ -87,16 +87,15 @@ def main(argv=None) -> None:
     methods = {
         "JAXopt (CG, no checks)": jaxopt.implicit_diff.custom_root(F, solve=jo_cg)(inner_solve),
         "ift_lib (CG, default checks)": ift_lib.custom_root(
-            F, solve=ift_lib.linear_solve.make_solver("cg", tol=tol))(inner_solve),
+            F, solve=ift_lib.linear_solve.CG(tol=tol))(inner_solve),
         "ift_lib (CG, checks off)": ift_lib.custom_root(
-            F, solve=ift_lib.linear_solve.make_solver("cg", tol=tol), check=False)(inner_solve),
+            F, solve=ift_lib.linear_solve.CG(tol=tol), check=False)(inner_solve),
         "ift_lib (dense, default checks)": ift_lib.custom_root(F)(inner_solve),
     }
     rows, times, errs = [], {}, {}
     for name, solver in methods.items():
         g = hypergradient(solver)
         times[name] = median_time(g, theta, *data, repeats=args.repeats, warmup=3)
-        print(name, flush=True)
         errs[name] = rel_err(jax.jit(g)(theta, *data), want)
     base = times["JAXopt (CG, no checks)"]
     for name in methods:

@@ -55,12 +55,10 @@ def default_solve_rtol(x: PyTree) -> float:
 
 
 def nonsingular(sigma_min, scale, rank_rtol):
-    """THE predicate "dF/dx is nonsingular" (numpy, elementwise): sigma_min > rank_rtol * scale,
-    where ``sigma_min`` is (an upper bound on) the smallest singular value of dF/dx and ``scale``
-    the size of the problem's Jacobian [dF/dx, dF/dparams]. NaN counts as singular."""
-    sigma_min, scale = np.asarray(sigma_min, float), np.asarray(scale, float)
-    with np.errstate(invalid="ignore"):
-        return ~np.isnan(sigma_min) & (scale > 0) & (sigma_min > rank_rtol * scale)
+    """THE predicate "dF/dx is nonsingular" (elementwise, on numpy or jax arrays): sigma_min >
+    rank_rtol * scale, where ``sigma_min`` is (an upper bound on) the smallest singular value of
+    dF/dx and ``scale`` the size of the problem's Jacobian [dF/dx, dF/dparams]. NaN is singular."""
+    return (sigma_min == sigma_min) & (scale > 0) & (sigma_min > rank_rtol * scale)
 
 
 # ----------------------------------------------------------------------------- host checks
@@ -84,11 +82,16 @@ logging.getLogger("jax._src.callback").addFilter(_QuietCheckFailures())
 
 
 def host_check(message_fn: Callable[..., str | None], *arrays,
-               error: type[Exception] = IFTConditionError):
+               error: type[Exception] = IFTConditionError, ok=None):
     """Run ``message_fn(*numpy_arrays)`` on the host when the computation executes (jit, vmap,
     eager) and raise ``error(message)`` if it returns a message. Returns a zero token shaped like
     the broadcast arrays that the caller must tie into its output (:func:`tie`), so the check
-    cannot be removed as dead code. Under vmap: one host call per batch."""
+    cannot be removed as dead code. Under vmap: one host call per batch.
+
+    ``ok``: an optional traced boolean, True when the check is known to pass; the host is then
+    not called at all (a host call costs far more than the arithmetic of a check). Under vmap a
+    batched ``ok`` cannot skip the call, which then happens once per batch.
+    """
     def callback(*host_arrays):
         host_arrays = [np.asarray(a) for a in host_arrays]
         msg = message_fn(*host_arrays)
@@ -102,7 +105,10 @@ def host_check(message_fn: Callable[..., str | None], *arrays,
     arrays = [jax.lax.stop_gradient(a) for a in arrays]
     token_dtype = jnp.result_type(*arrays)
     shape = jax.ShapeDtypeStruct(jnp.broadcast_shapes(*[jnp.shape(a) for a in arrays]), token_dtype)
-    return jax.pure_callback(callback, shape, *arrays, vmap_method="broadcast_all")
+    call = lambda *a: jax.pure_callback(callback, shape, *a, vmap_method="broadcast_all")
+    if ok is None:
+        return call(*arrays)
+    return jax.lax.cond(jnp.all(ok), lambda *a: jnp.zeros(shape.shape, shape.dtype), call, *arrays)
 
 
 def _zero_times(token, dtype):

@@ -113,7 +113,7 @@ class IFTReport:
 
     @property
     def jacobian_nonsingular(self) -> bool:
-        return bool(nonsingular(self.sigma_min, self.scale, self.rank_rtol))
+        return bool(nonsingular(np.float64(self.sigma_min), np.float64(self.scale), self.rank_rtol))
 
     @property
     def applies(self) -> bool:

@@ -155,11 +155,31 @@ class _Checks:
             sig_ub = jnp.where(bn > 0, bn / yn, jnp.nan)
             scale = jnp.maximum(norm(matvec(probe)), scale_args)
             finite = jnp.all(jnp.isfinite(ravel_pytree(y)[0]))
+            ok = ((residual <= rtol) & finite & (rel <= stol)
+                  & (jnp.isnan(sig_ub) | _checks.nonsingular(sig_ub, scale, kt)))
             token = _checks.host_check(message, residual, sig_ub, scale, rel,
-                                       finite.astype(bn.dtype))
+                                       finite.astype(bn.dtype), ok=ok)
             return _checks.tie(y, token)
 
         return solve_and_check
+
+
+def _args_scale(F_args: Callable, p: tuple, kw: dict, fx: PyTree):
+    """|(dF/dargs)^T u| for a fixed unit probe u in equation space: a lower bound on the size of
+    dF/dargs, at the cost of one reverse pass through F (no tangent as large as the arguments)."""
+    leaves, treedef = jax.tree.flatten((p, kw))
+    diff = [i for i, l in enumerate(leaves) if jnp.issubdtype(jnp.result_type(l), jnp.inexact)]
+    if not diff:
+        return jnp.zeros((), ravel_pytree(fx)[0].dtype)
+
+    def of_inexact(*vals):
+        full = list(leaves)
+        for i, v in zip(diff, vals):
+            full[i] = v
+        return F_args(*jax.tree.unflatten(treedef, full))
+
+    _, vjp = jax.vjp(of_inexact, *[leaves[i] for i in diff])
+    return jnp.linalg.norm(ravel_pytree(vjp(_checks.probe_like(fx)))[0])
 
 
 def _zero_tangent(leaf):
@@ -226,15 +246,7 @@ def custom_root(optimality_fun: Callable, has_aux: bool = False,
                     checks.eager(optimality_fun, sol, p, kw, fx)
                 flat_fx = ravel_pytree(fx)[0]
                 residual = jnp.max(jnp.abs(flat_fx)) if flat_fx.size else jnp.zeros((), flat_fx.dtype)
-                diff = [i for i, l in enumerate(jax.tree.leaves((p, kw)))
-                        if jnp.issubdtype(jnp.result_type(l), jnp.inexact)]
-                leaves, treedef = jax.tree.flatten((p, kw))
-                probe = _checks.probe_like([leaves[i] for i in diff])
-                w = [_zero_tangent(l) for l in leaves]
-                for i, v in zip(diff, probe):
-                    w[i] = v
-                scale_args = jnp.linalg.norm(ravel_pytree(jax.jvp(
-                    lambda p, kw: F(sol, p, kw), (p, kw), tuple(jax.tree.unflatten(treedef, w)))[1])[0])
+                scale_args = _args_scale(lambda p, kw: F(sol, p, kw), p, kw, fx)
                 inner = checks.solver(linear_solve, sol, ravel_pytree(sol)[0].size, residual,
                                       jax.lax.stop_gradient(scale_args))
             matvec = lambda t: jax.jvp(lambda x: F(x, p, kw), (sol,), (t,))[1]
