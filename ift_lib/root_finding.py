@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ift_lib._checks import is_concrete
+
 __all__ = ["newton", "bisection"]
 
 
@@ -34,9 +36,15 @@ def bisection(g: Callable, lower, upper, *params, num_steps: int = 60):
 
     Each step halves the bracket with a comparison, so autodiff *through* it sees only
     constants: its derivative with respect to params is exactly 0. With ``custom_root`` the
-    derivative is the IFT's.
+    derivative is the IFT's. If g(lower) and g(upper) have the same sign there is no bracketed
+    root: a ValueError in eager mode, NaN under jit/vmap.
     """
-    g_lo = g(jnp.asarray(lower), *params)
+    lower, upper = jnp.asarray(lower, float), jnp.asarray(upper, float)
+    g_lo, g_hi = g(lower, *params), g(upper, *params)
+    brackets = jnp.sign(g_lo) * jnp.sign(g_hi) <= 0
+    if is_concrete((g_lo, g_hi)) and not bool(jnp.all(brackets)):
+        raise ValueError(f"bisection: g(lower) = {float(g_lo):.3g} and g(upper) = {float(g_hi):.3g} "
+                         "have the same sign, so [lower, upper] brackets no root")
 
     def step(_, bracket):
         lo, hi = bracket
@@ -44,5 +52,5 @@ def bisection(g: Callable, lower, upper, *params, num_steps: int = 60):
         same_sign = jnp.sign(g(mid, *params)) == jnp.sign(g_lo)
         return jnp.where(same_sign, mid, lo), jnp.where(same_sign, hi, mid)
 
-    lo, hi = jax.lax.fori_loop(0, num_steps, step, (jnp.asarray(lower, float), jnp.asarray(upper, float)))
-    return 0.5 * (lo + hi)
+    lo, hi = jax.lax.fori_loop(0, num_steps, step, (lower, upper))
+    return jnp.where(brackets, 0.5 * (lo + hi), jnp.nan)

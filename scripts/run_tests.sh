@@ -15,7 +15,7 @@ npm ci --prefix tests/browser --no-audit --no-fund --silent
 bash scripts/build_book.sh
 
 echo "== pytest: ift_lib, nbval (strict) over chapters/, browser tests"
-python -m pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+python -m pytest tests chapters --browser --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
   --nbval-current-env -p no:cacheprovider "$@"
 
 echo "== nbval (strict) again, as another CPU would round: XLA_FLAGS=--xla_cpu_max_isa=SSE4_2"
