@@ -119,6 +119,7 @@ import torch  # noqa: E402
 from cvxpylayers.torch import CvxpyLayer  # noqa: E402
 from qpth.qp import QPFunction  # noqa: E402
 
+from ift_lib.measure import load_average, median_wall_time  # noqa: E402
 from ift_lib.qp import solve_qp  # noqa: E402
 
 BLOCKS = ("Q", "q", "G", "h", "A", "b")
@@ -144,26 +145,6 @@ def qp_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return f"sha256 {digest}"
     return f"at {head or '?'}" + (f" with local changes (sha256 {digest})" if dirty else "")
-
-
-def load_average() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
-
-
-def median_time(fn, repeats: int, budget: float = np.inf) -> float:
-    """Median wall time of fn() (which must block until its result is ready) after one warm-up;
-    just the warm-up's time when that took longer than ``budget`` seconds."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    if repeats < 1 or first > budget:
-        return first
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 # ------------------------------------------------------------------------------------ problems
@@ -289,8 +270,8 @@ def run_ift_lib(prob, w, repeats: int, tol: float | None = None) -> dict:
     value, grads = vg(*args)
     sol = fwd(*args)
     jax.block_until_ready((value, grads, sol))
-    t_total = median_time(lambda: jax.block_until_ready(vg(*args)), repeats)
-    t_fwd = median_time(lambda: jax.block_until_ready(fwd(*args)), repeats)
+    t_total = median_wall_time(lambda: jax.block_until_ready(vg(*args)), repeats)
+    t_fwd = median_wall_time(lambda: jax.block_until_ready(fwd(*args)), repeats)
     it = np.asarray(sol.iterations)
     return dict(z=np.asarray(sol.z), grads={k: np.asarray(g) for k, g in zip(BLOCKS, grads)},
                 time=t_total, forward=t_fwd,
@@ -324,8 +305,8 @@ def run_qpth(prob, w, repeats: int, threads: int, budget: float = np.inf) -> dic
         z = forward_backward()
         slow = time.perf_counter() - t0 > budget
         grads = {k: x.grad.numpy().copy() for k, x in zip(BLOCKS, leaves)}
-        t_total = median_time(forward_backward, 0 if slow else repeats)
-        t_fwd = median_time(forward, 0 if slow else repeats)
+        t_total = median_wall_time(forward_backward, 0 if slow else repeats)
+        t_fwd = median_wall_time(forward, 0 if slow else repeats)
     finally:
         torch.set_num_threads(previous)
     notes = [f"torch {torch.__version__} on {threads} thread(s)" + (
@@ -388,8 +369,8 @@ def run_cvxpylayers(prob, w, repeats: int, tolerances: dict, mode: str = "dense"
     finally:
         diffcp.cone_program.solve_internal = original
     grads = {k: x.grad.numpy().copy() for k, x in zip(BLOCKS, leaves)}
-    t_total = median_time(forward_backward, repeats)
-    t_fwd = median_time(forward, repeats)
+    t_total = median_wall_time(forward_backward, repeats)
+    t_fwd = median_wall_time(forward, repeats)
     it = np.array([i for i, _ in iters])
     return dict(z=z.detach().numpy().copy(), grads=grads, time=t_total, forward=t_fwd,
                 notes=[f"layer construction (canonicalization) {t_setup:.2f} s, not timed",

@@ -44,6 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ift_lib.linear_solve import make_solver  # noqa: E402
+from ift_lib.measure import load_average  # noqa: E402
 from ift_lib.unrolled import (  # noqa: E402
     BilevelData, closed_form_hypergradient, compiled_temp_bytes, hypergradient, inner_gradient,
     median_time, random_problem, unrolled_solve)
@@ -57,10 +58,6 @@ def fmt_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{n} B"
-
-
-def load_average() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
 def repeats_for(K: int) -> int:

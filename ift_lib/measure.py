@@ -6,13 +6,14 @@ and assert only ratios with a wide margin.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Callable
 
 import jax
 
-__all__ = ["compiled_temp_bytes", "median_time", "best_time"]
+__all__ = ["compiled_temp_bytes", "median_time", "best_time", "median_wall_time", "load_average"]
 
 
 def _check_repeats(repeats) -> int:
@@ -57,3 +58,26 @@ def best_time(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> float:
     machine. ``fn`` is called as given (jit it yourself)."""
     repeats = _check_repeats(repeats)
     return min(_run_times(lambda: fn(*args), repeats, warmup))
+
+
+def median_wall_time(run: Callable[[], object], repeats: int, warmup: int = 1,
+                     budget: float = float("inf")) -> float:
+    """Median wall time (seconds) of ``run()`` for any callable (JAX, PyTorch, ...), after
+    ``warmup`` calls; each call waits for its result (``jax.block_until_ready`` on what it
+    returns). When the first warm-up call took longer than ``budget`` seconds, or ``repeats`` is
+    0, that call's time is returned instead (for slow baselines)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
+        raise ValueError(f"repeats must be an integer >= 0, got {repeats!r}")
+    t0 = time.perf_counter()
+    jax.block_until_ready(run())
+    first = time.perf_counter() - t0
+    if repeats == 0 or first > budget:
+        return first
+    return statistics.median(_run_times(run, repeats, max(warmup - 1, 0)))
+
+
+def load_average() -> str:
+    """The machine's load average, for printing next to timings ("1.02 / 0.80 / 0.55 (1 / 5 /
+    15 min)"): wall times measured under load are inflated."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+
