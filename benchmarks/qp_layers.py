@@ -71,7 +71,6 @@ import importlib.metadata
 import io
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
