@@ -602,9 +602,11 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     interior-point iterations. Returns a :class:`QPSolution`.
 
     Raises QPInputError for bad shapes (always) and, with concrete inputs, for NaN/inf entries
-    or a Q that is not symmetric PSD; QPInfeasibleError, QPUnboundedError, QPNotConvergedError
-    for statuses 2, 3, 1. Under jit/vmap/grad it returns the status instead (see the module
-    docstring; z etc. are NaN for statuses 2-4).
+    or a Q that is not symmetric PSD; QPInfeasibleError, QPUnboundedError, QPNotConvergedError,
+    QPNotUniqueError for statuses 2, 3, 1, 5 (also under an eager jax.grad), and
+    QPDependentConstraintsError for status 6 when differentiated eagerly. Under jit/vmap it
+    returns the status instead (see the module docstring; z etc. are NaN for statuses 1-5, and
+    every derivative is NaN for every status but 0).
     """
     if (G is None) != (h is None):
         raise QPInputError("solve_qp: G and h must be given together (Gz <= h)")
