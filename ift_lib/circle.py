@@ -1,6 +1,11 @@
 """Chapter 1: the unit circle F(theta, x) = theta^2 + x^2 - 1 = 0, x as an implicit function of theta.
 
-Ordering convention (as everywhere in ift_lib): the unknown first, ``F(x, theta)``.
+theta is the parameter (the horizontal axis of the chapter's figures), x the unknown (vertical).
+Argument order: :func:`circle_residual` is the optimality function handed to ``custom_root``, so,
+as everywhere in ift_lib, it takes the unknown first, ``circle_residual(x, theta)``; so do the
+solvers (``newton_circle(init, theta)``, ``solve_circle(init, theta)``). The functions that take a
+*point of the plane*, ``circle_partials(theta, x)`` and ``ift_slope(theta, x)``, take its
+coordinates in the order of the mathematics and of the figures' axes: theta first, then x.
 The IFT gives dx/dtheta = -(dF/dx)^{-1} dF/dtheta = -(2 theta)/(2 x) = -theta/x on either
 arc, and says nothing at x = 0 (theta = +-1), where dF/dx = 0.
 """
@@ -19,12 +24,14 @@ __all__ = ["circle_residual", "circle_partials", "upper_arc", "lower_arc",
 
 
 def circle_residual(x, theta):
-    """F(theta, x) = theta^2 + x^2 - 1 (scalars or same-shape arrays)."""
+    """F = theta^2 + x^2 - 1 at the unknown ``x`` and the parameter ``theta`` (unknown first, the
+    order ``custom_root`` expects; scalars or same-shape arrays)."""
     return theta**2 + x**2 - 1.0
 
 
 def circle_partials(theta, x):
-    """(dF/dtheta, dF/dx) at (theta, x), by autodiff of :func:`circle_residual`."""
+    """(dF/dtheta, dF/dx) at the point (theta, x) of the plane (theta first, like the returned
+    pair), by autodiff of :func:`circle_residual`."""
     return jax.grad(circle_residual, argnums=1)(x, theta), jax.grad(circle_residual, argnums=0)(x, theta)
 
 
@@ -69,7 +76,8 @@ _point_on_circle = custom_root(circle_residual)(lambda x, theta: x)
 
 
 def ift_slope(theta, x):
-    """dx/dtheta = -(dF/dtheta)/(dF/dx) = -theta/x at the point (theta, x) of the circle, from
+    """dx/dtheta = -(dF/dtheta)/(dF/dx) = -theta/x at the point (theta, x) of the circle (theta
+    first), from
     ift_lib's IFT. Raises IFTConditionError when (theta, x) is not on the circle (|F| > sqrt(eps))
     or x = 0; the point is used as given, never moved by a solver."""
     return jax.grad(_point_on_circle, argnums=1)(jnp.asarray(x, float), jnp.asarray(theta, float))

@@ -41,9 +41,8 @@ same linear system as the Newton step,
     lam * ds + s * dlam   = 0,
 
 now at the solution. It is differentiated at the *exact* solution, where s_i = 0 at an active
-and lam_i = 0 at an inactive constraint, rather than at the interior point (where lam_i s_i ~ tol
-and the derivative would be off by ~s_i / lam_i, 1e-5 relative on ordinary n = 50 problems):
-each constraint counts as active when s_i < lam_i. Each complementarity row is divided by its
+and lam_i = 0 at an inactive constraint, rather than at the interior point (where lam_i s_i ~ tol):
+each constraint counts as active when s_i < lam_i / 10 (``ACTIVE_RATIO``). Each complementarity row is divided by its
 nonzero factor, which leaves the well-scaled (n + m + p) matrix
 
     [[Q,       G',         A'],      M = diag(active)
@@ -51,30 +50,46 @@ nonzero factor, which leaves the well-scaled (n + m + p) matrix
      [A,       0,          0 ]],
 
 factorized once (LU) per derivative; on well-posed problems this matches the exact KKT
-derivative to ~1e-9 relative in float64, at any tol. (OptNet instead reuses the solver's last
-factorization of the eliminated system [[Q + G'DG, A'], [A, 0]], D = lam / s. That saves this
-factorization -- 10-20% of a solve -- but D has entries ~1/tol, and here a derivative built on it,
-refined or not, was off by 1e-5 at tol = 1e-10 and useless at tol = 1e-12; so ift_lib does not.)
+derivative to ~1e-9 relative in float64, at any tol (tests/test_qp.py checks 1e-7 at n = 50).
+(OptNet instead reuses the solver's last factorization of the eliminated system
+[[Q + G'DG, A'], [A, 0]], D = lam / s, whose entries grow like 1/tol at active constraints;
+ift_lib pays for one well-scaled factorization instead.)
 dQ enters only through its symmetric part (dQ + dQ')/2 -- the QP depends on sym(Q) only -- so
 reverse mode returns a symmetric dQ.
 
-The derivative exists when the IFT applies: strict complementarity and linearly independent
-active constraints (LICQ). At a weakly active constraint (lam_i = s_i = 0) the interior point
-has lam_i ~ s_i ~ sqrt(tol) (so z is only sqrt(tol)-accurate there), and the returned
-derivative is one of the one-sided derivatives: the one of the side the interior point is on
-(active if s_i < lam_i) -- finite, like ReLU's derivative at 0, but not continuous there. When the active
-rows of G together with A are linearly dependent, the multipliers are not unique: z is still
-right but every derivative comes out NaN (checked by a Cholesky factorization of their Gram
-matrix). Second derivatives work (the rule calls the solver through ``custom_jvp`` again).
+The active-set KKT matrix is invertible exactly when (i) the active rows of G together with A
+are linearly independent (LICQ) and (ii) Q is positive definite on the directions they leave
+free (then the solution is unique); with strict complementarity (no lam_i = s_i = 0) the IFT then
+gives the derivative. Both (i) and (ii) are checked on the solution, by Cholesky factorizations
+of small Gram matrices with a relative pivot tolerance ``RANK_TOL`` (not by waiting for the LU
+to divide by zero):
+  - (ii) fails: a whole face is optimal (an LP whose cost is parallel to a face, a singular Q with
+    a flat direction inside the feasible set); z is one optimal point and has no derivative:
+    status 5, a failure (NaN under jit, QPNotUniqueError eagerly). An LP at a vertex is fine:
+    there the KKT matrix is invertible and its derivative is 0.
+  - (i) fails (e.g. a constraint repeated): z is right and unique, only the multipliers are not.
+    Then dz/dQ and dz/dq exist mathematically (dz w.r.t. h, G, A, b of the dependent rows in
+    general does not: perturbing one copy alone gives a kink or an infeasible problem), but the
+    KKT matrix factorized here is singular. A limitation of this method, not of the math:
+    status 6, z returned, every derivative NaN (QPDependentConstraintsError when differentiated
+    eagerly).
+At a weakly active constraint (lam_i = s_i = 0) the interior point has lam_i ~ s_i ~ sqrt(tol)
+(so z is only sqrt(tol)-accurate there); since s_i < lam_i / 10 fails, it counts as inactive and
+the returned derivative is the one-sided derivative of the side where the constraint is
+released -- finite and deterministic, like ReLU'(0) = 0, but not continuous there. Second
+derivatives work (the rule calls the solver through ``custom_jvp`` again).
 
 Status codes (``QPSolution.status``):
-    0 solved, 1 ``max_iter`` reached (the last iterate is returned), 2 primal infeasible,
-    3 dual infeasible (unbounded below), 4 bad input (NaN/inf entries, Q not symmetric or not
-    positive semidefinite).
-With concrete (non-traced) inputs, ``solve_qp`` raises a ``QPError`` (a ValueError) for every
-status but 0. Under jit, vmap or grad it cannot raise: it returns the status, and for statuses
-2, 3 and 4 z, lam, nu and s are NaN (so every derivative is NaN too) -- never a silent wrong
-answer. Shape errors are raised in every case (shapes are static).
+    0 solved, 1 ``max_iter`` reached, 2 primal infeasible, 3 dual infeasible (unbounded below),
+    4 bad input (NaN/inf entries, Q not symmetric or not positive semidefinite), 5 solution not
+    unique (a whole optimal face), 6 solved but the active constraints are dependent (z is
+    right; its derivative is not computed).
+Eagerly (concrete inputs, and also an eager jax.grad or jax.jvp, whose solution values are
+concrete), ``solve_qp`` raises a ``QPError`` (a ValueError) for statuses 1-5, and for status 6 when
+it is being differentiated. Under jit or vmap it cannot raise: it returns the status, and for
+statuses 1-5 z, lam, nu and s are NaN; every derivative is NaN for every status but 0 -- never a
+silent wrong answer, not even a merely unconverged one. Shape errors are raised in every case
+(shapes are static).
 
 Batching: each argument may carry the same leading batch dims, or none (then it is shared by the
 batch: vmap with in_axes None, so its gradient is the sum over the batch).
@@ -93,15 +108,22 @@ from jax.scipy.linalg import cho_solve
 from ift_lib._checks import is_concrete
 
 __all__ = ["solve_qp", "QPSolution", "QPError", "QPInputError", "QPInfeasibleError",
-           "QPUnboundedError", "QPNotConvergedError", "STATUS"]
+           "QPUnboundedError", "QPNotConvergedError", "QPNotUniqueError",
+           "QPDependentConstraintsError", "STATUS"]
 
 STATUS = {0: "solved", 1: "max_iter reached", 2: "primal infeasible",
-          3: "dual infeasible (unbounded)", 4: "bad input"}
+          3: "dual infeasible (unbounded)", 4: "bad input",
+          5: "solution not unique (a whole optimal face)",
+          6: "solved, active constraints dependent (no derivative computed)"}
 
 #: Relative regularization delta of the Newton system (see the module docstring).
 REG = 1e-13
 #: Fraction of the step to the boundary of s, lam >= 0.
 STEP_FRACTION = 0.99
+#: A constraint counts as active when s_i < ACTIVE_RATIO * lam_i (see ``_active_set``).
+ACTIVE_RATIO = 0.1
+#: Relative size below which a pivot of the rank tests (LICQ, unique solution) counts as zero.
+RANK_TOL = 1e-10
 
 
 class QPError(ValueError):
@@ -122,6 +144,14 @@ class QPUnboundedError(QPError):
 
 class QPNotConvergedError(QPError):
     """The interior-point method reached max_iter before the tolerance (status 1)."""
+
+
+class QPNotUniqueError(QPError):
+    """The optimal solution is not unique: a whole face is optimal, z* has no derivative (status 5)."""
+
+
+class QPDependentConstraintsError(QPError):
+    """Differentiating a solution whose active constraints are linearly dependent (status 6)."""
 
 
 class QPSolution(NamedTuple):
@@ -332,8 +362,14 @@ def _ipm(Q, q, G, h, A, b, tol, max_iter):
     init = (jnp.zeros((), jnp.int32), z, s, lam, nu) + _status(Q, q, G, h, A, b, z, s, lam, nu, tol)
     init = init[:5] + (jnp.where(bad, 4, init[5]),) + init[6:]
     it, z, s, lam, nu, status, pres, dres, gap = jax.lax.while_loop(cond, body, init)
-    status = jnp.where(status == -1, 1, status).astype(jnp.int32)
-    failed = status >= 2
+    status = jnp.where(status == -1, 1, status)
+    # Solved: is the solution unique (status 5 if not), and are the active constraints
+    # independent (status 6 if not)? Judged on the active set the derivative uses.
+    active = _active_set(s, lam)
+    status = jnp.where((status == 0) & _flat_direction(Q, G, A, active), 5, status)
+    status = jnp.where((status == 0) & _dependent_active_rows(G, A, active), 6, status)
+    status = status.astype(jnp.int32)
+    failed = (status >= 1) & (status <= 5)
     nan = lambda x: jnp.where(failed, jnp.nan, x)
     return QPSolution(nan(z), nan(lam), nan(nu), nan(h - G @ z), it, pres, dres, gap, status)
 
@@ -343,21 +379,58 @@ def _qp(Q, q, G, h, A, b, tol, max_iter):
     return _ipm(Q, q, G, h, A, b, tol, max_iter)
 
 
+def _active_set(s, lam):
+    """Which constraints the derivative treats as active (s_i = 0 at the exact solution).
+
+    At the interior point an active constraint has s_i ~ tol / lam_i << lam_i and an inactive
+    one lam_i << s_i. A weakly active one (lam_i = s_i = 0 exactly) has lam_i ~ s_i ~ sqrt(tol),
+    and which of the two is smaller is decided by rounding; so a constraint counts as active only
+    when s_i < lam_i / 10, and a weakly active one deterministically as inactive (the one-sided
+    derivative of the side where the constraint is released, like ReLU'(0) = 0 in JAX)."""
+    return s < ACTIVE_RATIO * lam
+
+
+def _unit_rows(M):
+    norms = jnp.sqrt(jnp.sum(M * M, axis=-1, keepdims=True))
+    return M / jnp.maximum(norms, jnp.finfo(M.dtype).tiny)
+
+
+def _min_pivot_ratio(H, scale):
+    """min over the Cholesky pivots of H (PSD) squared, over scale: 0 or NaN when H is singular."""
+    L = jnp.linalg.cholesky(H)
+    return jnp.min(jnp.diag(L)) ** 2 / scale
+
+
 def _dependent_active_rows(G, A, active):
     """True when the active rows of G together with A are linearly dependent (LICQ fails): the
-    multipliers are then not unique and the IFT does not apply to (z, lam, nu). Tested by a
-    Cholesky factorization of the Gram matrix M M' of M = [active rows of G; A] (the inactive
-    rows are replaced by unit rows of the Gram matrix)."""
+    multipliers are then not unique and the active-set KKT matrix is singular. Tested by a
+    Cholesky factorization of the Gram matrix N N' of the unit rows N = [active rows of G; A]
+    (the inactive rows are replaced by unit rows of the Gram matrix): a pivot below RANK_TOL
+    (relative) counts as zero."""
     m, p = G.shape[0], A.shape[0]
     if not m + p:
         return jnp.zeros((), bool)
-    M = jnp.concatenate([jnp.where(active[:, None], G, 0.0), A])
+    N = _unit_rows(jnp.concatenate([jnp.where(active[:, None], G, 0.0), A]))
     keep = jnp.concatenate([~active, jnp.zeros(p, bool)])
-    gram = M @ M.T + jnp.diag(keep.astype(M.dtype))
-    scale = jnp.maximum(jnp.max(jnp.diag(gram)), 1.0)
-    L = jnp.linalg.cholesky(gram)
-    pivot = jnp.min(jnp.diag(L)) ** 2
-    return ~(pivot > 1e-10 * scale)          # also True when the factorization failed (NaN)
+    gram = N @ N.T + jnp.diag(keep.astype(N.dtype))
+    return ~(_min_pivot_ratio(gram, 1.0) > RANK_TOL)       # also True when Cholesky failed (NaN)
+
+
+def _flat_direction(Q, G, A, active):
+    """True when the solution is not unique: some direction d with Ad = 0 and G_i d = 0 for every
+    active i has d'Qd = 0 (Q is singular on the directions the active constraints leave free), so
+    z can move along d, at the same cost, without leaving the feasible set -- a whole optimal
+    face, as for an LP whose cost is parallel to a face. Then the active-set KKT matrix is
+    singular whatever the multipliers.
+    Tested by a Cholesky factorization of H = Q + c N'N, N = the unit active rows of G and A,
+    c = max(1, max|Q|) (the scale of the solver's regularization): H is positive definite iff no
+    such d exists; a pivot below RANK_TOL * c counts as zero (so a 'regularizer' 1e-12 |z|^2 does
+    not make a flat face unique)."""
+    n = Q.shape[0]
+    N = _unit_rows(jnp.concatenate([jnp.where(active[:, None], G, 0.0), A]))
+    c = jnp.maximum(1.0, _maxabs(Q))
+    H = 0.5 * (Q + Q.T) + c * (N.T @ N) if N.shape[0] else 0.5 * (Q + Q.T)
+    return ~(_min_pivot_ratio(H, c) > RANK_TOL) if n else jnp.zeros((), bool)
 
 
 def _active_set_kkt_matrix(Q, G, A, active):
@@ -381,18 +454,19 @@ def _qp_jvp(tol, max_iter, primals, tangents):
     n, m = Q.shape[0], G.shape[0]
     # The exact solution has s_i = 0 (active) or lam_i = 0 (inactive); the interior point has
     # lam_i s_i ~ tol. Differentiate the exact KKT system, with the smaller of the two taken as 0.
-    active = sol.s < lam
+    active = _active_set(sol.s, lam)
     dQs = 0.5 * (dQ + dQ.T)          # the QP depends on sym(Q) only
+    lam = jnp.where(active, lam, 0.0)   # the exact solution's multipliers: 0 when inactive
     rhs = -jnp.concatenate([dQs @ z + dq + dG.T @ lam + dA.T @ nu,
                             active.astype(Q.dtype) * (dG @ z - dh),    # a product: NaN stays NaN
                             dA @ z - db])
-    dependent = _dependent_active_rows(G, A, active)
     x = _lu_solve(_lu_factor(_active_set_kkt_matrix(Q, G, A, active)), rhs)
     dz, dlam, dnu = x[:n], x[n:n + m], x[n + m:]
     ds = dh - dG @ z - G @ dz
-    # statuses 2-4 and dependent active constraints: NaN tangents. A product, not a jnp.where,
-    # so the tangent stays linear (transposable)
-    bad = (sol.status >= 2) | dependent
+    # every status but 0 (not converged, infeasible, unbounded, bad input, not unique, dependent
+    # active constraints): NaN tangents. A product, not a jnp.where, so the tangent stays linear
+    # (transposable)
+    bad = sol.status != 0
     poison = jnp.where(bad, jnp.nan, 1.0).astype(Q.dtype)
     # ... and a term that is 0 when all is well, NaN otherwise, and touches every input tangent,
     # so that in reverse mode every input's gradient is NaN too (not a 0 from a path that a
@@ -485,9 +559,12 @@ def _concrete_checks(args):
                            f"eigenvalue is {min_eig:.3e}")
 
 
-def _raise_for_status(sol, batch):
-    """Raise the error of the first bad status found (concrete results only)."""
+def _raise_for_status(sol, batch, differentiating):
+    """Raise the error of the first bad status found (concrete results only). Status 6 (dependent
+    active constraints: z is right, its derivative is not computed) only when differentiating."""
     status = np.asarray(sol.status).reshape(-1)
+    if not differentiating:
+        status = np.where(status == 6, 0, status)
     for code, error, what in [
             (4, QPInputError, "bad input (NaN/inf, or Q not symmetric PSD)"),
             (2, QPInfeasibleError, "primal infeasible: no z satisfies Gz <= h and Az = b (a "
@@ -495,7 +572,16 @@ def _raise_for_status(sol, batch):
                                    "h'lam + b'nu < 0 was found)"),
             (3, QPUnboundedError, "dual infeasible: the objective is unbounded below (a "
                                   "direction d with Qd = 0, Ad = 0, Gd <= 0, q'd < 0 was found)"),
-            (1, QPNotConvergedError, "not converged within max_iter iterations")]:
+            (1, QPNotConvergedError, "not converged within max_iter iterations"),
+            (5, QPNotUniqueError, "solved, but its solution is not unique: Q is singular on the "
+                                  "directions the active constraints leave free, so a whole face "
+                                  "of the feasible set is optimal (an LP or a singular Q); z is "
+                                  "one optimal point and has no derivative (the KKT matrix is "
+                                  "singular)"),
+            (6, QPDependentConstraintsError,
+             "solved, but its active constraints (active rows of G with A) are linearly "
+             "dependent: the multipliers are not unique and the KKT matrix is singular, so "
+             "solve_qp cannot differentiate it (z itself is right)")]:
         where = np.flatnonzero(status == code)
         if where.size:
             at = ""
@@ -516,9 +602,11 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     interior-point iterations. Returns a :class:`QPSolution`.
 
     Raises QPInputError for bad shapes (always) and, with concrete inputs, for NaN/inf entries
-    or a Q that is not symmetric PSD; QPInfeasibleError, QPUnboundedError, QPNotConvergedError
-    for statuses 2, 3, 1. Under jit/vmap/grad it returns the status instead (see the module
-    docstring; z etc. are NaN for statuses 2-4).
+    or a Q that is not symmetric PSD; QPInfeasibleError, QPUnboundedError, QPNotConvergedError,
+    QPNotUniqueError for statuses 2, 3, 1, 5 (also under an eager jax.grad), and
+    QPDependentConstraintsError for status 6 when differentiated eagerly. Under jit/vmap it
+    returns the status instead (see the module docstring; z etc. are NaN for statuses 1-5, and
+    every derivative is NaN for every status but 0).
     """
     if (G is None) != (h is None):
         raise QPInputError("solve_qp: G and h must be given together (Gz <= h)")
@@ -552,6 +640,8 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     sol = _solve_flat(*flat, float(tol), int(max_iter), tuple(in_axes))
     if batch:
         sol = QPSolution(*[x.reshape(batch + x.shape[1:]) for x in sol])
-    if concrete:
-        _raise_for_status(sol, batch)
+    # Raise when the status is a concrete value: plain calls, and eager jax.grad / jvp (the
+    # inputs are then tracers but the solution's values are concrete); not under jit or vmap.
+    if not isinstance(sol.status, jax.core.Tracer):
+        _raise_for_status(sol, batch, differentiating=not concrete)
     return sol

@@ -4,33 +4,36 @@ Inner problem: regression with one weight decay per feature, theta = log weight 
 
     f(x, theta) = 1/(2m) |A x - b|^2 + 1/2 sum_j exp(theta_j) x_j^2,     A (m, n), b (m,), x (n,)
 
-with theta of shape (n,), or of shape () for ridge regression (one log lambda for every feature;
+with theta of shape (n,), or of shape () for ridge regression (one log weight decay for every feature;
 the same formulas broadcast). Its optimality condition and Hessian are
 
     F(x, theta) = grad_x f = A^T (A x - b)/m + exp(theta) * x = 0
     H(theta)    = A^T A/m + diag(exp(theta))
 
-theta enters H, so reverse mode through the solver's iterations has to store them.
+theta enters H, so reverse mode through the solver's iterations has to store them (the step's
+Jacobian d x_{k+1}/d theta = -eta exp(theta) * x_k depends on the iterate).
 Inner solver: K steps of gradient descent from x_0 (default 0),
 
-    x_{k+1} = x_k - eta F(x_k, theta),     eta = 1/L, L = |A|_2^2/m + max_j exp(theta_j) >= lambda_max(H).
+    x_{k+1} = x_k - eta F(x_k, theta),     eta = 1/L, L = |A|_2^2/m + max_j exp(theta_j) >= mu_max(H),
 
-Outer (validation) loss  L(x) = 1/(2 m_val) |A_val x - b_val|^2,  A_val (m_val, n), b_val (m_val,).
-Wanted: the hypergradient d L(x_K(theta)) / d theta, by one of four methods (``METHODS``):
+L a Lipschitz constant of F (mu_max, mu_min: the largest and smallest eigenvalues of H).
+
+Outer (validation) loss  ell(x) = 1/(2 m_val) |A_val x - b_val|^2,  A_val (m_val, n), b_val (m_val,).
+Wanted: the hypergradient d ell(x_K(theta)) / d theta, by one of four methods (``METHODS``):
 
     "unrolled"      reverse mode through the K steps (lax.scan)    memory O(K n), time ~ 2-3 K steps
     "checkpointed"  reverse mode, segments of ~sqrt(K) steps      memory O(sqrt(K) n), one more forward
                     recomputed in the backward pass (jax.checkpoint)
     "forward"       forward mode (jacfwd) through the K steps     memory O(n^2), time ~ n x forward
     "implicit"      the IFT at x_K (ift_lib.custom_root on F)     memory O(n), flat in K; time K steps
-                    with H v = grad L(x_K), by a chosen ``solve``  + one solve (+ custom_root's checks,
+                    with H v = grad ell(x_K), by a chosen ``solve``  + one solve (+ custom_root's checks,
                                                                    dense O(n^2) only for n <= 256)
 
 As K -> infinity all four tend to the closed form (:func:`closed_form_hypergradient`)
 
     x*(theta)  = H^{-1} A^T b/m
-    dL/dtheta  = -(dF/dtheta)^T H^{-1} grad L(x*) = -exp(theta) * x* * H^{-1} grad L(x*)
-                 (summed over features when theta is a scalar).
+    d ell/dtheta = -(dF/dtheta)^T H^{-1} grad ell(x*) = -exp(theta) * x* * H^{-1} grad ell(x*)
+                   (summed over features when theta is a scalar).
 
 :func:`ift_lib.measure.compiled_temp_bytes` and :func:`ift_lib.measure.median_time` (re-exported
 here) measure what each method costs.
@@ -95,19 +98,19 @@ def inner_gradient(x, theta, A, b):
 
 
 def outer_loss(x, A_val, b_val):
-    """L(x) = 1/(2 m_val) |A_val x - b_val|^2  (a scalar)."""
+    """ell(x) = 1/(2 m_val) |A_val x - b_val|^2  (a scalar)."""
     r = A_val @ x - b_val
     return 0.5 * jnp.dot(r, r) / A_val.shape[0]
 
 
 def lipschitz_constant(theta, A):
-    """L = |A|_2^2/m + max_j exp(theta_j), an upper bound on lambda_max(H): the Lipschitz constant
-    of x -> F(x, theta). Forms the SVD of A (O(m n^2)): for large A compute it once, outside."""
+    """L = |A|_2^2/m + max_j exp(theta_j), an upper bound on mu_max(H) (the largest eigenvalue of
+    H): a Lipschitz constant of x -> F(x, theta). Forms the SVD of A (O(m n^2)): for large A compute it once, outside."""
     return jnp.linalg.norm(A, ord=2) ** 2 / A.shape[0] + jnp.max(jnp.exp(theta))
 
 
 def default_step_size(theta, A):
-    """eta = 1/L (gradient descent converges for 0 < eta < 2/lambda_max(H)); a constant of the
+    """eta = 1/L (gradient descent converges for 0 < eta < 2/mu_max(H)); a constant of the
     algorithm, not differentiated (stop_gradient)."""
     return jax.lax.stop_gradient(1.0 / lipschitz_constant(theta, A))
 
@@ -146,7 +149,7 @@ def _check_data(theta, data) -> int:
 
 def _check_theta(theta, n: int) -> None:
     if _shape(theta) not in ((), (n,)):
-        raise ValueError(f"theta must have shape () (ridge: one log lambda) or (n,) = ({n},) "
+        raise ValueError(f"theta must have shape () (ridge: one log weight decay) or (n,) = ({n},) "
                          f"(one log weight decay per feature), got shape {_shape(theta)}")
 
 
@@ -162,7 +165,7 @@ def _check_step_size(step_size) -> None:
     eta = np.asarray(step_size)
     if eta.shape != () or not np.isfinite(eta) or eta <= 0:
         raise ValueError(f"step_size must be a finite scalar > 0 (gradient descent converges for "
-                         f"0 < step_size < 2/lambda_max(H)), got {step_size!r}")
+                         f"0 < step_size < 2/mu_max(H)), got {step_size!r}")
 
 
 def _check_x0(x0, n: int, dtype):
@@ -233,10 +236,10 @@ def closed_form_solution(theta, A, b):
 
 
 def closed_form_hypergradient(theta, data: BilevelData):
-    """dL(x*(theta))/dtheta by the IFT in closed form (dense solves), shaped like theta:
+    """d ell(x*(theta))/dtheta by the IFT in closed form (dense solves), shaped like theta:
 
-        v = H^{-1} grad L(x*),   grad L(x) = A_val^T (A_val x - b_val)/m_val,
-        dL/dtheta = -(dF/dtheta)^T v = -exp(theta) * x* * v   (summed if theta is a scalar).
+        v = H^{-1} grad ell(x*),   grad ell(x) = A_val^T (A_val x - b_val)/m_val,
+        d ell/dtheta = -(dF/dtheta)^T v = -exp(theta) * x* * v   (summed if theta is a scalar).
     """
     n = _check_data(theta, data)
     A, b, A_val, b_val = data
@@ -255,7 +258,7 @@ def identity_solve(matvec, b, *, scale=1.0):
 
     Biased unless H = I/scale. With scale = eta (the inner step size) it is the first term of the
     Neumann series (``make_solver("neumann", num_terms=1, step=eta)``), and the hypergradient it
-    gives, -eta (dF/dtheta)^T grad L(x_K), is that of one gradient step taken from x_K with x_K
+    gives, -eta (dF/dtheta)^T grad ell(x_K), is that of one gradient step taken from x_K with x_K
     held fixed (the "T1-T2" approximation of Luketina et al., 2016)."""
     return jax.tree.map(lambda v: scale * v, b)
 
@@ -281,7 +284,7 @@ def _validation_loss(solve_fn, data: BilevelData, **options):
 
 
 def unrolled_hypergradient(theta, data: BilevelData, *, num_steps: int, step_size=None, x0=None):
-    """jax.grad of theta -> L(x_K(theta)) through the K unrolled steps; shaped like theta.
+    """jax.grad of theta -> ell(x_K(theta)) through the K unrolled steps; shaped like theta.
 
     Exact for the K-step map; stores the K iterates (memory grows linearly in K)."""
     _check_data(theta, data)
@@ -312,7 +315,7 @@ def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_siz
                            residual_tol: float | None = None):
     """The IFT's hypergradient at x_K, the output of K (undifferentiated) gradient-descent steps:
 
-        dL/dtheta = -(dF/dtheta)^T v,   H v = grad L(x_K),   H = dF/dx at x_K,
+        d ell/dtheta = -(dF/dtheta)^T v,   H v = grad ell(x_K),   H = dF/dx at x_K,
 
     via ``ift_lib.custom_root(inner_gradient, solve=...)``. ``solve`` chooses the linear solve:
     ``"dense"`` (exact), ``"cg"`` (to tol 1e-10), any ``ift_lib.linear_solve`` name or
@@ -346,7 +349,7 @@ METHODS: dict[str, Callable] = {
 
 
 def hypergradient(theta, data: BilevelData, *, method: str, num_steps: int, **options):
-    """d L(x_K(theta))/dtheta by ``method`` (a key of :data:`METHODS`), shaped like theta.
+    """d ell(x_K(theta))/dtheta by ``method`` (a key of :data:`METHODS`), shaped like theta.
 
     ``options`` go to that method's function (e.g. ``solve=`` for "implicit",
     ``segment_length=`` for "checkpointed"; an option the method does not take is a TypeError).
@@ -365,12 +368,12 @@ def tune_hyperparameters(theta0, data: BilevelData, *, method: str, num_steps: i
                          outer_steps: int, learning_rate: float, **options):
     """Gradient descent on the validation loss over theta (log weight decays):
 
-        theta_{t+1} = theta_t - learning_rate * dL(x_K(theta_t))/dtheta,   t < outer_steps,
+        theta_{t+1} = theta_t - learning_rate * d ell(x_K(theta_t))/dtheta,   t < outer_steps,
 
     each hypergradient by ``method`` (see :func:`hypergradient`; ``options`` go there). The inner
     problem is re-solved from x0 = 0 with K = ``num_steps`` steps at every outer step.
     Returns (thetas, losses): shapes (outer_steps + 1, *theta.shape) and (outer_steps + 1,), the
-    validation loss L(x_K(theta_t)) of each iterate. One jit-compiled outer step, run in a loop.
+    validation loss ell(x_K(theta_t)) of each iterate. One jit-compiled outer step, run in a loop.
     """
     T = _check_positive_int(outer_steps, "outer_steps")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate)

@@ -697,3 +697,77 @@ def test_bicgstab_breaks_down_and_raises():
     # the value itself does not use the linear solver
     np.testing.assert_allclose(np.asarray(softmax(theta, solve="bicgstab")),
                                softmax_reference(np.asarray(theta)), rtol=1e-14)
+
+
+# ------------------------------------------------------------ Chapter 2's checks, moved from §2.5
+
+def test_chapter2_checks_against_jax_softmax():
+    # formerly a section of the chapter: softmax against jax.nn.softmax on random scores, ties,
+    # |theta| ~ 1e3 and a constant vector (values, jacrev, jacfwd); a batch along the middle axis;
+    # vmap(jacrev) under jit; the Hessian of a loss through softmax
+    cases = {
+        "random": jax.random.normal(jax.random.PRNGKey(0), (7,)),
+        "ties": jnp.array([2.0, 2.0, -1.0, 2.0]),
+        "large": jnp.array([1000.0, -1000.0, 999.0, 0.0]),
+        "constant": jnp.full(5, 3.0),
+    }
+    for name, th in cases.items():
+        z = softmax(th)
+        J = jax.jacrev(softmax)(th)
+        np.testing.assert_allclose(np.asarray(z), np.asarray(jax.nn.softmax(th)), rtol=1e-14,
+                                   atol=1e-300, err_msg=name)
+        np.testing.assert_allclose(np.asarray(J), np.asarray(jax.jacobian(jax.nn.softmax)(th)),
+                                   rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(np.asarray(jax.jacfwd(softmax)(th)), np.asarray(J),
+                                   rtol=1e-12, atol=1e-15, err_msg=name)
+    batch = jax.random.normal(jax.random.PRNGKey(1), (3, 6, 4)) * 5
+    np.testing.assert_allclose(np.asarray(softmax(batch, axis=1)),
+                               np.asarray(jax.nn.softmax(batch, axis=1)), rtol=1e-13)
+    per_example = jax.jit(jax.vmap(jax.jacrev(softmax)))(batch[:, 0])
+    np.testing.assert_allclose(np.asarray(per_example),
+                               np.asarray(jax.vmap(jax.jacobian(jax.nn.softmax))(batch[:, 0])),
+                               atol=1e-14)
+    w = jnp.arange(7.0)
+    loss = lambda t, f: jnp.sum(w * f(t) ** 2)
+    np.testing.assert_allclose(np.asarray(jax.hessian(loss)(cases["random"], softmax)),
+                               np.asarray(jax.hessian(loss)(cases["random"], jax.nn.softmax)),
+                               rtol=1e-10, atol=1e-13)
+
+
+def test_chapter2_bad_input_messages():
+    _raises(lambda: softmax(jnp.array([1.0, jnp.nan])), ValueError,
+            "softmax: theta contains 1 NaN or infinite entry")
+    _raises(lambda: softmax(jnp.zeros((3, 0))), ValueError,
+            "softmax: the axis -1 of theta (shape (3, 0)) is empty")
+
+
+@pytest.mark.parametrize("solve", ["schur", "dense", "gmres"])
+def test_softmax_check_false_same_derivative_and_no_checks(solve):
+    theta = jnp.asarray(make_theta("random", 5))
+    w = jnp.asarray(W[:5])
+    grad_on = jax.jit(jax.grad(lambda t: jnp.dot(w, softmax(t, solve=solve))))
+    grad_off = jax.jit(jax.grad(lambda t: jnp.dot(w, softmax(t, solve=solve, check=False))))
+    np.testing.assert_allclose(np.asarray(grad_off(theta)), np.asarray(grad_on(theta)),
+                               rtol=1e-12, atol=1e-15)
+    # without checks a NaN is not refused: it propagates
+    bad = theta.at[1].set(jnp.nan)
+    assert np.all(np.isnan(np.asarray(softmax(bad, solve=solve, check=False))))
+
+
+def test_softmax_log_kkt_schur_complement_and_conditioning():
+    # the Schur complement of I in [[I, 1], [z^T, 0]] is 0 - z.1 = -1 (the sign softmax.py uses),
+    # and the condition number does not depend on the spread but grows like n, below
+    # (2 + sqrt n)(3 + 2 sqrt n)
+    for n in (3, 30, 300):
+        for th in (jnp.zeros(n), jnp.linspace(0.0, -700.0, n), jnp.asarray(make_theta("random", n))):
+            z, u, _ = softmax_kkt_point(th)
+            A = np.asarray(jax.jacfwd(lambda y: jnp.concatenate(
+                [jnp.atleast_1d(l) for l in softmax_kkt_log((y[:-1], y[-1]), th)]))(
+                jnp.concatenate([jnp.log(z), u[None]])))
+            schur = A[n, n] - A[n, :n] @ np.linalg.solve(A[:n, :n], A[:n, n])
+            assert abs(schur + 1.0) < 1e-14
+            cond = np.linalg.cond(A)
+            assert n < cond < (2 + np.sqrt(n)) * (3 + 2 * np.sqrt(n))
+        assert abs(np.linalg.cond(np.asarray(jax.jacfwd(lambda y: jnp.concatenate(
+            [jnp.atleast_1d(l) for l in softmax_kkt_log((y[:-1], y[-1]), jnp.zeros(n))]))(
+            jnp.concatenate([jnp.full(n, -np.log(n)), jnp.zeros(1)])))) / (n + 1) - 1) < 0.05

@@ -111,7 +111,7 @@ def test_default_step_size_is_one_over_lipschitz():
     H, *_ = _np_pieces(THETA)
     L = np.linalg.norm(A, 2) ** 2 / M + np.exp(np.asarray(THETA)).max()
     np.testing.assert_allclose(ETA, 1 / L, rtol=1e-12)
-    assert np.linalg.eigvalsh(H).max() <= L * (1 + 1e-12)                # an upper bound on lambda_max
+    assert np.linalg.eigvalsh(H).max() <= L * (1 + 1e-12)                # an upper bound on mu_max
     # the step size is a constant of the algorithm: not differentiated
     assert float(jax.grad(lambda t: default_step_size(t, DATA.A))(jnp.asarray(0.0))) == 0.0
 
@@ -159,8 +159,8 @@ def _implicit(solve, solve_rtol="default", num_steps=K_CONVERGED, theta=THETA):
 
 
 def _neumann_terms_for(tol):
-    lam = np.linalg.eigvalsh(_np_pieces(THETA)[0])
-    rho = 1 - ETA * lam.min()                    # spectral radius of I - eta H (eta <= 1/lambda_max)
+    mu = np.linalg.eigvalsh(_np_pieces(THETA)[0])
+    rho = 1 - ETA * mu.min()                    # spectral radius of I - eta H (eta <= 1/mu_max)
     return rho, int(np.ceil(np.log(tol) / np.log(rho)))
 
 
@@ -175,15 +175,15 @@ def test_implicit_with_converged_iterative_solves():
 
 def test_implicit_with_few_cg_iterations_has_bounded_error():
     # CG after k iterations: |v_k - v|_H <= 2 q^k |v|_H, q = (sqrt(kappa) - 1)/(sqrt(kappa) + 1);
-    # the hypergradient's error is |D (v_k - v)| <= |D|_2 |v_k - v|_H / sqrt(lambda_min).
+    # the hypergradient's error is |D (v_k - v)| <= |D|_2 |v_k - v|_H / sqrt(mu_min).
     H, x, g, v, D = _np_pieces(THETA)
-    lam = np.linalg.eigvalsh(H)
-    q = (np.sqrt(lam.max() / lam.min()) - 1) / (np.sqrt(lam.max() / lam.min()) + 1)
+    mu = np.linalg.eigvalsh(H)
+    q = (np.sqrt(mu.max() / mu.min()) - 1) / (np.sqrt(mu.max() / mu.min()) + 1)
     ref = -D.T @ v
     errors = []
     for k in (1, 2, 4):
         err = np.linalg.norm(np.asarray(_implicit(make_solver("cg", maxiter=k, tol=0.0), None)) - ref)
-        bound = np.linalg.norm(D, 2) * 2 * q**k * np.sqrt(v @ H @ v) / np.sqrt(lam.min())
+        bound = np.linalg.norm(D, 2) * 2 * q**k * np.sqrt(v @ H @ v) / np.sqrt(mu.min())
         assert 1e-8 * np.linalg.norm(ref) < err <= bound, (k, err, bound)
         errors.append(err)
     assert errors[0] > errors[1] > errors[2]
