@@ -97,6 +97,18 @@ def solve_neumann(matvec: MatVec, b: PyTree, *, num_terms: int = 50,
     return jax.tree.map(lambda a: step * a, acc)
 
 
+def _is_number(value) -> bool:
+    """A Python number (validated when a solver is made); a JAX scalar (e.g. a step size computed
+    inside a traced function) is accepted as it is. Anything else is an error."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return True
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"expected a scalar, got shape {jnp.shape(value)}")
+    return False
+
+
 def _check_tol(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
             or math.isnan(value):
@@ -170,14 +182,14 @@ class BiCGStab:
 
 @dataclasses.dataclass(frozen=True)
 class Neumann:
-    """Truncated Neumann series  A^{-1} b ~= step * sum_{k<num_terms} (I - step A)^k b."""
+    """Truncated Neumann series  A^{-1} b ~= step * sum_{k<num_terms} (I - step A)^k b
+    (``step`` a number, or a JAX scalar computed in a traced function)."""
     num_terms: int = 50
     step: float = 1.0
 
     def __post_init__(self):
         _check_count("num_terms", self.num_terms)
-        if isinstance(self.step, bool) or not isinstance(self.step, (int, float)) \
-                or not self.step > 0 or not math.isfinite(self.step):
+        if _is_number(self.step) and not (self.step > 0 and math.isfinite(self.step)):
             raise ValueError(f"step must be a finite number > 0, got {self.step!r}")
 
     def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
@@ -191,8 +203,7 @@ class Identity:
     scale: float = 1.0
 
     def __post_init__(self):
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) \
-                or not math.isfinite(self.scale) or self.scale == 0:
+        if _is_number(self.scale) and not (math.isfinite(self.scale) and self.scale != 0):
             raise ValueError(f"scale must be a finite nonzero number, got {self.scale!r}")
 
     def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
