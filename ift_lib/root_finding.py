@@ -18,7 +18,8 @@ def newton(F: Callable, init, *params, num_steps: int = 50):
     """Newton's method  x <- x - [dF/dx(x)]^{-1} F(x, *params),  ``num_steps`` steps.
 
     x may be a pytree (F must return one of the same shapes). No line search, no stopping
-    test: a fixed number of steps so it runs under jit/vmap; check the residual afterwards.
+    test: a fixed number of steps so it runs under jit/vmap; check the residual afterwards. An
+    exact root (F = 0 in every entry) is left as it is.
     """
     flat0, unravel = ravel_pytree(init)
 
@@ -26,7 +27,11 @@ def newton(F: Callable, init, *params, num_steps: int = 50):
         return ravel_pytree(F(unravel(v), *params))[0]
 
     def step(_, v):
-        return v - jnp.linalg.solve(jax.jacfwd(flat_F)(v), flat_F(v))
+        r = flat_F(v)
+        # An exact root stays put: where dF/dx is also singular (e.g. x = 0 on the circle at
+        # theta = +-1) the plain step would be 0/0 = NaN, and the point would be misreported as
+        # "not a solution" instead of "dF/dx singular".
+        return jnp.where(jnp.all(r == 0), v, v - jnp.linalg.solve(jax.jacfwd(flat_F)(v), r))
 
     return unravel(jax.lax.fori_loop(0, num_steps, step, flat0))
 

@@ -52,3 +52,11 @@ def test_newton_with_custom_root_forward_and_reverse():
     root = ift_lib.custom_root(F)(lambda init, t: newton(F, init, t))
     np.testing.assert_allclose(float(jax.grad(root, argnums=1)(1.0, 4.0)), 0.25, rtol=1e-14)
     np.testing.assert_allclose(float(jax.jacfwd(root, argnums=1)(1.0, 4.0)), 0.25, rtol=1e-14)
+
+
+def test_newton_leaves_an_exact_root_alone_even_where_dF_dx_is_singular():
+    F = lambda x, t: t**2 + x**2 - 1          # at (t, x) = (1, 0): F = 0 and dF/dx = 0
+    assert float(newton(F, 0.0, 1.0)) == 0.0   # not NaN (0/0)
+    root = ift_lib.custom_root(F)(lambda init, t: newton(F, init, t))
+    with pytest.raises(ift_lib.IFTConditionError, match="condition 3"):
+        jax.grad(root, argnums=1)(0.0, 1.0)
