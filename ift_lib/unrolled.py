@@ -310,6 +310,16 @@ def forward_hypergradient(theta, data: BilevelData, *, num_steps: int, step_size
                                        step_size=step_size, x0=x0))(theta)
 
 
+def _custom_root_solve_rtol(solve_rtol):
+    """This module's solve_rtol ("default": the default check, None: no check) in custom_root's
+    terms (None: the default check, math.inf: no check)."""
+    if isinstance(solve_rtol, str):
+        if solve_rtol != "default":
+            raise ValueError(f"solve_rtol must be a number, None or 'default', got {solve_rtol!r}")
+        return None
+    return math.inf if solve_rtol is None else solve_rtol
+
+
 def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_size=None, x0=None,
                            solve: str | LinearSolver = "dense", solve_rtol: float | None | str = "default",
                            residual_tol: float | None = None):
@@ -334,7 +344,7 @@ def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_siz
     eta = default_step_size(theta, A) if step_size is None else step_size
     x0 = _check_x0(x0, n, jnp.result_type(A, theta))
     root = custom_root(lambda x, t: inner_gradient(x, t, A, b), solve=_linear_solve(solve, eta),
-                       solve_rtol=solve_rtol, residual_tol=residual_tol)(
+                       solve_rtol=_custom_root_solve_rtol(solve_rtol), residual_tol=residual_tol)(
         lambda init, t: unrolled_solve(t, A, b, num_steps=K, step_size=eta, x0=init))
     return jax.grad(lambda t: outer_loss(root(x0, t), A_val, b_val))(theta)
 

@@ -1,19 +1,16 @@
 """CircleWidget (Ch. 1): a point dragged on the unit circle theta^2 + x^2 = 1, with the IFT there."""
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import pathlib
 
-import anywidget
 import jax
 import traitlets
 from matplotlib.figure import Figure
 
 from ift_lib.circle import circle_table
 from ift_lib.plotting import PALETTE, book_style
+from ift_lib.widgets._base import IFTWidget, check_int, check_real, fmt_fixed
 
 __all__ = ["CircleWidget"]
 
@@ -24,13 +21,10 @@ _ARC_DECIMALS = 4    # the arc is only drawn; every displayed number keeps full 
 
 def _fmt(v: float) -> str:
     """4 decimals with a typographic minus and no '-0.0000' (same rule as circle.js)."""
-    s = f"{v:.4f}"
-    if float(s) == 0:
-        s = s.lstrip("-")
-    return s.replace("-", "\u2212")
+    return fmt_fixed(v, 4)
 
 
-class CircleWidget(anywidget.AnyWidget):
+class CircleWidget(IFTWidget):
     """Drag a point (theta, x) = (cos phi, sin phi) around the unit circle F = theta^2 + x^2 - 1 = 0.
 
     Shows the tangent of slope dx/dtheta given by the IFT, the local parameterization x(theta)
@@ -50,24 +44,19 @@ class CircleWidget(anywidget.AnyWidget):
     _esm = _HERE / "circle.js"
     _css = _HERE / "circle.css"
 
-    table = traitlets.Dict().tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)
-    palette = traitlets.Dict().tag(sync=True)
 
     def __init__(self, theta_deg: float = 60.0, num_points: int = 360, **kwargs):
-        if isinstance(num_points, bool) or not isinstance(num_points, int):
-            raise TypeError(f"num_points must be an int, got {num_points!r}")
-        if not (4 <= num_points <= _MAX_POINTS and num_points % 4 == 0):
-            raise ValueError(f"num_points must be a multiple of 4 between 4 and {_MAX_POINTS}, "
-                             f"got {num_points}")
-        if not math.isfinite(theta_deg):
-            raise ValueError(f"theta_deg must be finite, got {theta_deg!r}")
+        num_points = check_int("num_points", num_points, 4, _MAX_POINTS)
+        if num_points % 4:
+            raise ValueError(f"num_points must be a multiple of 4, got {num_points}")
+        theta_deg = check_real("theta_deg", theta_deg)
         with jax.enable_x64(True):   # float64 IFT numbers whatever the global JAX setting
             table = circle_table(num_points)
         table["arc_theta"] = [[round(v, _ARC_DECIMALS) for v in a] for a in table["arc_theta"]]
         table["arc_x"] = [[round(v, _ARC_DECIMALS) for v in a] for a in table["arc_x"]]
         index = round(theta_deg / 360.0 * num_points) % num_points
-        super().__init__(table=table, index=index, palette=dict(PALETTE), **kwargs)
+        super().__init__(table=table, index=index, **kwargs)
 
     @traitlets.validate("index")
     def _wrap_index(self, proposal):
@@ -83,16 +72,10 @@ class CircleWidget(anywidget.AnyWidget):
     dx_dtheta = property(lambda self: self.table["dx_dtheta"][self.index],
                          doc="IFT slope dx/dtheta; None where the IFT does not apply.")
 
-    def __repr__(self) -> str:   # deterministic (anywidget's default shows a memory address)
-        return (f"CircleWidget(index={self.index}, theta={_fmt(self.theta)}, x={_fmt(self.x)}, "
-                f"num_points={self.num_points})").replace("\u2212", "-")
-
-    def _ipython_display_(self, **kwargs):
-        """Display the static fallback (HTML output), then the live widget view."""
-        from IPython.display import HTML, display
-        display(HTML(self.fallback_html()))
-        data, metadata = self._repr_mimebundle_(**kwargs)
-        display(data, metadata=metadata, raw=True)
+    def _repr_fields(self):
+        ascii_fmt = lambda v: _fmt(v).replace("\u2212", "-")   # noqa: E731
+        return [("index", self.index), ("theta", ascii_fmt(self.theta)), ("x", ascii_fmt(self.x)),
+                ("num_points", self.num_points)]
 
     # --- static fallback ---
     def readout(self) -> list[str]:
@@ -136,14 +119,7 @@ class CircleWidget(anywidget.AnyWidget):
                      fontsize=9, color=p["muted"])
         return fig
 
-    def fallback_html(self) -> str:
-        """``<div class="ift-widget-fallback">`` with the figure as an inline SVG image."""
-        buf = io.BytesIO()
-        with book_style():
-            self.fallback_figure().savefig(buf, format="svg", metadata={"Date": None})
-        src = "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-        alt = ("Unit circle with the point " + ", ".join(self.readout()) +
-               (", its tangent and the local parameterization x(\u03b8) near it." if self.applies
-                else ", where the tangent is vertical."))
-        return (f'<div class="ift-widget-fallback"><img src="{src}" alt="{html.escape(alt)}" '
-                f'style="max-width:100%;height:auto"></div>')
+    def alt_text(self) -> str:
+        return ("Unit circle with the point " + ", ".join(self.readout()) +
+                (", its tangent and the local parameterization x(\u03b8) near it." if self.applies
+                 else ", where the tangent is vertical."))

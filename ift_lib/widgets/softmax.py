@@ -1,15 +1,9 @@
 """SoftmaxWidget (Ch. 2): softmax vs sparsemax of theta / T, their outputs and their Jacobians."""
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
-import numbers
 import pathlib
-import re
 
-import anywidget
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +13,7 @@ from matplotlib.figure import Figure
 
 from ift_lib.plotting import PALETTE, book_style
 from ift_lib.softmax import softmax, sparsemax, sparsemax_threshold
+from ift_lib.widgets._base import IFTWidget, check_int, check_real, fmt_fixed, round_sig
 
 __all__ = ["SoftmaxWidget", "PRESETS"]
 
@@ -46,26 +41,7 @@ def _fmt_t(t: float) -> str:
     return f"{float(f'{t:.3g}'):g}"
 
 
-def _fmt(v: float, decimals: int = 2) -> str:
-    """Fixed decimals, typographic minus, no '-0.00' (same rule as fmt in softmax.js)."""
-    s = f"{v:.{decimals}f}"
-    if float(s) == 0:
-        s = s.lstrip("-")
-    return s.replace("-", "\u2212")
-
-
-def _round_sig(a, digits: int) -> list:
-    """Nested lists of floats rounded to ``digits`` significant digits (and no -0.0)."""
-    return (np.vectorize(lambda v: float(f"{v:.{digits - 1}e}") + 0.0, otypes=[float])(a)).tolist()
-
-
-def _check_real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
+_fmt = fmt_fixed          # fixed decimals, typographic minus (as fmt in softmax.js)
 
 
 def _check_theta(theta) -> tuple[float, ...]:
@@ -134,14 +110,14 @@ def softmax_table(presets: dict, temperatures) -> dict:
             "name": name, "label": presets[name][0], "theta": thetas[p].tolist(),
             "softmax": soft[p].tolist(), "sparsemax": sparse[p].tolist(), "tau": tau[p].tolist(),
             "support_size": (sparse[p] > 0).sum(axis=-1).tolist(),
-            "jac_softmax": _round_sig(jac_soft[p], _JAC_DIGITS),
-            "jac_sparsemax": _round_sig(jac_sparse[p], _JAC_DIGITS),
+            "jac_softmax": round_sig(jac_soft[p], _JAC_DIGITS),
+            "jac_sparsemax": round_sig(jac_sparse[p], _JAC_DIGITS),
         })
     return {"n": N, "temperatures": temperatures.tolist(), "jac_scale_min": _JAC_SCALE_MIN,
             "presets": rows}
 
 
-class SoftmaxWidget(anywidget.AnyWidget):
+class SoftmaxWidget(IFTWidget):
     """softmax(theta / T) next to sparsemax(theta / T) for a 5-score vector theta, as the temperature
     T moves: bar charts of both outputs (sparsemax's zeros greyed, its support S and threshold tau
     shown) and heatmaps of both Jacobians with respect to theta,
@@ -172,20 +148,14 @@ class SoftmaxWidget(anywidget.AnyWidget):
     _esm = _HERE / "softmax.js"
     _css = _HERE / "softmax.css"
 
-    table = traitlets.Dict().tag(sync=True)
     preset = traitlets.Int(0).tag(sync=True)
     t_index = traitlets.Int(0).tag(sync=True)
-    palette = traitlets.Dict().tag(sync=True)
 
     def __init__(self, theta=None, *, preset: str | None = None, temperature: float = 1.0,
                  t_min: float = 0.05, t_max: float = 20.0, num_temperatures: int = 41, **kwargs):
-        if isinstance(num_temperatures, bool) or not isinstance(num_temperatures, numbers.Integral):
-            raise TypeError(f"num_temperatures must be an int, got {num_temperatures!r}")
-        if not 2 <= num_temperatures <= _MAX_TEMPERATURES:
-            raise ValueError(f"num_temperatures must be between 2 and {_MAX_TEMPERATURES}, "
-                             f"got {num_temperatures}")
-        t_min, t_max = _check_real("t_min", t_min), _check_real("t_max", t_max)
-        temperature = _check_real("temperature", temperature)
+        num_temperatures = check_int("num_temperatures", num_temperatures, 2, _MAX_TEMPERATURES)
+        t_min, t_max = check_real("t_min", t_min), check_real("t_max", t_max)
+        temperature = check_real("temperature", temperature)
         lo, hi = _T_BOUNDS
         if not lo <= t_min < t_max <= hi:
             raise ValueError(f"need {lo:g} <= t_min < t_max <= {hi:g}, got t_min={t_min!r}, "
@@ -205,8 +175,7 @@ class SoftmaxWidget(anywidget.AnyWidget):
         temperatures = _temperature_grid(t_min, t_max, int(num_temperatures))
         table = softmax_table(presets, temperatures)
         t_index = int(np.argmin(np.abs(np.log(temperatures) - math.log(temperature))))
-        super().__init__(table=table, preset=list(presets).index(preset), t_index=t_index,
-                         palette=dict(PALETTE), **kwargs)
+        super().__init__(table=table, preset=list(presets).index(preset), t_index=t_index, **kwargs)
 
     @traitlets.validate("preset")
     def _check_preset(self, proposal):
@@ -242,16 +211,9 @@ class SoftmaxWidget(anywidget.AnyWidget):
     jac_sparsemax = property(lambda self: self._row("jac_sparsemax"),
                              doc="d sparsemax(theta/T) / d theta (5x5, 4 significant digits).")
 
-    def __repr__(self) -> str:   # deterministic (anywidget's default shows a memory address)
-        return (f"SoftmaxWidget(preset={self.preset_name!r}, T={_fmt_t(self.temperature)}, "
-                f"support_size={self.support_size}, num_temperatures={len(self.temperatures)})")
-
-    def _ipython_display_(self, **kwargs):
-        """Display the static fallback (HTML output), then the live widget view."""
-        from IPython.display import HTML, display
-        display(HTML(self.fallback_html()))
-        data, metadata = self._repr_mimebundle_(**kwargs)
-        display(data, metadata=metadata, raw=True)
+    def _repr_fields(self):
+        return [("preset", repr(self.preset_name)), ("T", _fmt_t(self.temperature)),
+                ("support_size", self.support_size), ("num_temperatures", len(self.temperatures))]
 
     # --- static fallback ---
     def readout(self) -> list[str]:
@@ -323,17 +285,7 @@ class SoftmaxWidget(anywidget.AnyWidget):
                      fontsize=9, color=p["muted"])
         return fig
 
-    def fallback_html(self) -> str:
-        """``<div class="ift-widget-fallback">`` with the figure as an inline SVG image."""
-        buf = io.BytesIO()
-        with book_style():
-            self.fallback_figure().savefig(buf, format="svg", metadata={"Date": None})
-        # Comments and indentation are a third of matplotlib's SVG: drop them (the notebook stores it).
-        svg = re.sub(r"<!--.*?-->", "", buf.getvalue().decode("utf-8"), flags=re.S)
-        svg = re.sub(r"\s*\n\s*", " ", svg).replace("> <", "><")
-        src = "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
-        alt = ("Bar charts of softmax and sparsemax at " + "; ".join(self.readout()) +
-               "; and heatmaps of their Jacobians with respect to \u03b8 (softmax's is dense, "
-               "sparsemax's is zero outside the support).")
-        return (f'<div class="ift-widget-fallback"><img src="{src}" alt="{html.escape(alt)}" '
-                f'style="max-width:100%;height:auto"></div>')
+    def alt_text(self) -> str:
+        return ("Bar charts of softmax and sparsemax at " + "; ".join(self.readout()) +
+                "; and heatmaps of their Jacobians with respect to \u03b8 (softmax's is dense, "
+                "sparsemax's is zero outside the support).")

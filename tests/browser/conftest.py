@@ -185,25 +185,3 @@ def page_without_cdn(browser, base_url):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-def open_static_fallback(page, base_url: str, chapter: str, root_class: str, artifact: Path,
-                         min_size=(300, 150)) -> str:
-    """For a page whose CDN scripts are blocked: check that the chapter shows its widget's static
-    fallback image (loaded, at least ``min_size`` CSS px) and no widget root ``root_class``, save
-    a screenshot to ``artifact``, and return the image's alt text for content checks."""
-    response = page.goto(base_url + chapter)
-    assert response is not None and response.ok
-    page.wait_for_load_state("load")
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    image = fallback.locator("img")
-    image.scroll_into_view_if_needed()
-    assert image.is_visible()
-    box = image.bounding_box()
-    assert box["width"] > min_size[0] and box["height"] > min_size[1]
-    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
-    assert page.locator(f".{root_class}").count() == 0
-    assert any("require" in url for url in page.monitor.blocked)
-    fallback.screenshot(path=str(artifact))
-    return image.get_attribute("alt")

@@ -1,29 +1,24 @@
 """The Chapter 1 circle widget in the built book, in Chromium: it renders, drags, says where the IFT
-fails, works from the keyboard, and falls back to a static figure when its JavaScript cannot load."""
+fails and works from the keyboard. What every widget does (renders once, static fallback without
+its CDNs, screenshot) is in test_widgets_common.py."""
 from __future__ import annotations
 
 import math
 
 import pytest
-from tests.browser.conftest import open_static_fallback
+from tests.browser import helpers
 
-CHAPTER = "chapters/01_unit_circle.html"
+WIDGET = helpers.WIDGETS["circle"]
 WARN_RGB = "rgb(180, 83, 9)"   # ift_lib.plotting.PALETTE["warn"] = #b45309
 
 
 def open_widget(page, base_url):
-    response = page.goto(base_url + CHAPTER)
-    assert response is not None and response.ok, f"{CHAPTER} not found in the built book"
-    widget = page.locator(".ift-circle-widget")
-    widget.wait_for(state="visible", timeout=30_000)
-    assert widget.count() == 1
-    widget.scroll_into_view_if_needed()
-    return widget
+    return helpers.open_widget(page, base_url, WIDGET)
 
 
 def state(widget) -> dict:
     """The widget's data-* attributes (index, theta, x, dxdtheta)."""
-    return widget.evaluate("el => ({...el.dataset})")
+    return helpers.dataset(widget)
 
 
 def circle_point_on_screen(widget, phi_deg: float) -> tuple[float, float]:
@@ -80,8 +75,6 @@ def test_widget_renders_with_initial_point(page, base_url):
                      fmt4(float(s["theta"])), fmt4(float(s["x"])), fmt4(float(s["dxdtheta"]))):
         assert expected in text
     assert "does not apply" not in text
-    assert page.locator(".ift-widget-fallback").is_hidden()
-    assert page.monitor.served, "the CDN files were not served from node_modules"
 
 
 def test_drag_moves_point_and_slope(page, base_url, artifacts_dir):
@@ -100,7 +93,7 @@ def test_drag_moves_point_and_slope(page, base_url, artifacts_dir):
     assert math.hypot(hx - tx, hy - ty) < 6
     text = panel_text(widget)
     assert fmt4(theta) in text and fmt4(float(after["dxdtheta"])) in text
-    widget.screenshot(path=str(artifacts_dir / "circle_widget_drag.png"))
+    helpers.screenshot(widget, artifacts_dir / "circle_widget_drag.png")
 
 
 def test_rightmost_point_ift_does_not_apply(page, base_url, artifacts_dir):
@@ -119,7 +112,7 @@ def test_rightmost_point_ift_does_not_apply(page, base_url, artifacts_dir):
     slope_cell = widget.locator(".ift-readout tr").nth(4).locator("td")
     assert not any(ch.isdigit() for ch in slope_cell.inner_text())
     assert "/ (" not in note.inner_text()
-    widget.screenshot(path=str(artifacts_dir / "circle_widget_no_ift.png"))
+    helpers.screenshot(widget, artifacts_dir / "circle_widget_no_ift.png")
 
     # Moving away again restores the slope.
     drag_handle_to(page, widget, 30.0)
@@ -156,28 +149,3 @@ def test_keyboard_steps(page, base_url):
     s = state(widget)
     assert float(s["theta"]) == -1.0 and s["dxdtheta"] == ""
     assert "does not apply" in panel_text(widget)
-
-
-def test_screenshot_initial(page, base_url, artifacts_dir):
-    widget = open_widget(page, base_url)
-    path = artifacts_dir / "circle_widget.png"
-    widget.screenshot(path=str(path))
-    box = widget.bounding_box()
-    assert box["width"] > 300 and box["height"] > 250
-    assert path.stat().st_size > 5_000
-
-
-def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
-    alt = open_static_fallback(page_without_cdn, base_url, CHAPTER, "ift-circle-widget",
-                               artifacts_dir / "circle_widget_fallback.png", min_size=(300, 150))
-    assert "dx/d\u03b8" in alt
-
-
-def test_fallback_hidden_when_widget_renders(page, base_url):
-    widget = open_widget(page, base_url)
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    assert fallback.is_hidden()
-    assert widget.is_visible()
-    box = widget.bounding_box()
-    assert box["width"] > 0 and box["height"] > 0

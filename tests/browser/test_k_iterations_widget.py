@@ -1,7 +1,8 @@
 """The Chapter 4 K-iterations widget in the built book, in Chromium: it renders, the K slider moves
 (keyboard and fill), the hypergradients it shows are ift_lib's at that K, the unrolled memory grows
-with K while the IFT's stays flat, the drawing follows K, and a static figure replaces it without
-its CDNs."""
+with K while the IFT's stays flat, the drawing follows K, and its two columns fit the card. What
+every widget does (renders once, static fallback without its CDNs, screenshot) is in
+test_widgets_common.py."""
 from __future__ import annotations
 
 import functools
@@ -14,25 +15,19 @@ import pytest
 from ift_lib.unrolled import (closed_form_hypergradient, default_step_size, implicit_hypergradient,
                               unrolled_hypergradient)
 from ift_lib.widgets.k_iterations import k_grid, problem
-from tests.browser.conftest import open_static_fallback
+from tests.browser import helpers
 
-CHAPTER = "chapters/04_unrolling.html"
+WIDGET = helpers.WIDGETS["k_iterations"]
 KS = k_grid(2000)   # the book's widget: KIterationsWidget() with its defaults
 
 
 def open_widget(page, base_url):
-    response = page.goto(base_url + CHAPTER)
-    assert response is not None and response.ok, f"{CHAPTER} not found in the built book"
-    widget = page.locator(".ift-k-widget")
-    widget.wait_for(state="visible", timeout=30_000)
-    assert widget.count() == 1
-    widget.scroll_into_view_if_needed()
-    return widget
+    return helpers.open_widget(page, base_url, WIDGET)
 
 
 def state(widget) -> dict:
     """The widget's data-* attributes, parsed."""
-    d = widget.evaluate("el => ({...el.dataset})")
+    d = helpers.dataset(widget)
     vec = lambda s: [float(v) for v in s.split(",")]   # noqa: E731
     return {"k": int(d["k"]), "k_index": int(d["kIndex"]), "unrolled": vec(d["unrolledGrad"]),
             "ift": vec(d["iftGrad"]), "closed": vec(d["closedGrad"]),
@@ -90,8 +85,6 @@ def test_widget_renders_with_initial_state(page, base_url):
                   "n = 300", "the IFT assumes 0", "1 \u2026 2000"):
         assert words in text, words
     assert widget.locator(".ift-contours polyline").count() >= 8
-    assert page.locator(".ift-widget-fallback").is_hidden()
-    assert page.monitor.served, "the CDN files were not served from node_modules"
 
 
 def test_slider_keyboard_and_fill(page, base_url, artifacts_dir):
@@ -122,8 +115,8 @@ def test_slider_keyboard_and_fill(page, base_url, artifacts_dir):
         assert_drawn(widget, s)
         seen.append(s)
         if move == "70":
-            widget.screenshot(path=str(artifacts_dir / "k_iterations_widget_mid.png"))
-    widget.screenshot(path=str(artifacts_dir / "k_iterations_widget_converged.png"))
+            helpers.screenshot(widget, artifacts_dir / "k_iterations_widget_mid.png")
+    helpers.screenshot(widget, artifacts_dir / "k_iterations_widget_converged.png")
 
     unrolled = [s["unrolled_bytes"] for s in seen]
     ift = [s["ift_bytes"] for s in seen]
@@ -158,28 +151,10 @@ def test_walk_the_whole_grid(page, base_url):
     assert max(ift) - min(ift) <= 0.01 * max(ift)
 
 
-def test_screenshot_initial(page, base_url, artifacts_dir):
+def test_two_columns_fit_the_card(page, base_url):
+    """At the book's width the plane and the side column sit side by side, inside the card."""
     widget = open_widget(page, base_url)
-    path = artifacts_dir / "k_iterations_widget.png"
-    widget.screenshot(path=str(path))
     box = widget.bounding_box()
-    assert 500 < box["width"] <= 641 and 450 < box["height"] < 900
-    assert path.stat().st_size > 5_000
-    # The two columns sit side by side at this width, and nothing overflows the card.
     plane, side = widget.locator(".ift-plane").bounding_box(), widget.locator(".ift-side").bounding_box()
     assert abs(plane["y"] - side["y"]) < 2 and plane["x"] + plane["width"] <= side["x"]
     assert side["x"] + side["width"] <= box["x"] + box["width"]
-
-
-def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
-    alt = open_static_fallback(page_without_cdn, base_url, CHAPTER, "ift-k-widget",
-                               artifacts_dir / "k_iterations_widget_fallback.png", min_size=(300, 200))
-    assert "K = 10" in alt and "rel. error" in alt and "memory at n = 300" in alt
-
-
-def test_fallback_hidden_when_widget_renders(page, base_url):
-    widget = open_widget(page, base_url)
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    assert fallback.is_hidden()
-    assert widget.is_visible()

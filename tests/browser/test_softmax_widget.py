@@ -1,6 +1,7 @@
 """The Chapter 2 softmax/sparsemax widget in the built book, in Chromium: it renders, the temperature
 slider moves (keyboard and fill), the preset buttons switch theta, the numbers it shows are
-ift_lib's, sparsemax's support changes with T, and a static figure replaces it without its CDNs."""
+ift_lib's and sparsemax's support changes with T. What every widget does (renders once, static
+fallback without its CDNs, screenshot) is in test_widgets_common.py."""
 from __future__ import annotations
 
 import jax
@@ -10,25 +11,19 @@ import pytest
 
 from ift_lib.softmax import softmax, sparsemax
 from ift_lib.widgets.softmax import PRESETS, _fmt_t
-from tests.browser.conftest import open_static_fallback
+from tests.browser import helpers
 
-CHAPTER = "chapters/02_softmax.html"
+WIDGET = helpers.WIDGETS["softmax"]
 N = 5
 
 
 def open_widget(page, base_url):
-    response = page.goto(base_url + CHAPTER)
-    assert response is not None and response.ok, f"{CHAPTER} not found in the built book"
-    widget = page.locator(".ift-softmax-widget")
-    widget.wait_for(state="visible", timeout=30_000)
-    assert widget.count() == 1
-    widget.scroll_into_view_if_needed()
-    return widget
+    return helpers.open_widget(page, base_url, WIDGET)
 
 
 def state(widget) -> dict:
     """The widget's data-* attributes, parsed."""
-    d = widget.evaluate("el => ({...el.dataset})")
+    d = helpers.dataset(widget)
     return {"preset": d["preset"], "t_index": int(d["tIndex"]), "T": float(d["temperature"]),
             "support_size": int(d["supportSize"]), "tau": float(d["tau"]),
             "softmax": [float(v) for v in d["softmax"].split(",")],
@@ -78,8 +73,6 @@ def test_widget_renders_with_initial_state(page, base_url):
     text = widget.inner_text()
     for words in ("softmax(\u03b8/T)", "sparsemax(\u03b8/T)", "diag(z)", "zero outside S", "1/T"):
         assert words in text
-    assert page.locator(".ift-widget-fallback").is_hidden()
-    assert page.monitor.served, "the CDN files were not served from node_modules"
 
 
 def test_slider_keyboard_and_fill(page, base_url, artifacts_dir):
@@ -112,7 +105,7 @@ def test_slider_keyboard_and_fill(page, base_url, artifacts_dir):
     assert_matches_ift_lib(s)
     assert_drawn(widget, s)
     assert slider.get_attribute("aria-valuetext") == widget.locator(".ift-t-value").inner_text()
-    widget.screenshot(path=str(artifacts_dir / "softmax_widget_hot.png"))
+    helpers.screenshot(widget, artifacts_dir / "softmax_widget_hot.png")
 
 
 def test_preset_buttons(page, base_url, artifacts_dir):
@@ -129,7 +122,7 @@ def test_preset_buttons(page, base_url, artifacts_dir):
     assert s["softmax"][0] == s["softmax"][1] == pytest.approx(0.5, abs=1e-4)   # e^-10 left over
     assert_matches_ift_lib(s)
     assert_drawn(widget, s)
-    widget.screenshot(path=str(artifacts_dir / "softmax_widget_tie_cold.png"))
+    helpers.screenshot(widget, artifacts_dir / "softmax_widget_tie_cold.png")
 
     widget.get_by_role("button", name="one dominant").press("Enter")   # keyboard works too
     s = state(widget)
@@ -182,26 +175,3 @@ def test_jacobian_tooltips(page, base_url):
     off = [k for k, v in enumerate(s["sparsemax"]) if v == 0]
     assert off and np.all(jp[off, :] == 0) and np.all(jp[:, off] == 0)
     assert np.all(js != 0)
-
-
-def test_screenshot_initial(page, base_url, artifacts_dir):
-    widget = open_widget(page, base_url)
-    path = artifacts_dir / "softmax_widget.png"
-    widget.screenshot(path=str(path))
-    box = widget.bounding_box()
-    assert 500 < box["width"] <= 641 and box["height"] > 300
-    assert path.stat().st_size > 5_000
-
-
-def test_fallback_shown_without_cdn(page_without_cdn, base_url, artifacts_dir):
-    alt = open_static_fallback(page_without_cdn, base_url, CHAPTER, "ift-softmax-widget",
-                               artifacts_dir / "softmax_widget_fallback.png", min_size=(300, 250))
-    assert "sparsemax" in alt and "|S| = 2" in alt
-
-
-def test_fallback_hidden_when_widget_renders(page, base_url):
-    widget = open_widget(page, base_url)
-    fallback = page.locator(".ift-widget-fallback")
-    assert fallback.count() == 1
-    assert fallback.is_hidden()
-    assert widget.is_visible()
