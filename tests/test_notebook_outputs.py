@@ -14,9 +14,11 @@ import pytest
 
 CHAPTERS = sorted((pathlib.Path(__file__).resolve().parents[1] / "chapters").glob("*.ipynb"))
 
-# e-notation with an exponent of -10 or below, and negative zeros printed by numpy / Python
+# e-notation with an exponent of -10 or below (unless it is a printed bound: "< 1e-12"), and
+# negative zeros printed by numpy / Python
 ROUNDING_LEVEL = re.compile(
-    r"(?<![\w.])-?\d(?:\.\d+)?e-(?:1\d|[2-9]\d|\d{3})\b|\[-0\.(?![0-9])|\s-0\.(?![0-9])")
+    r"(?<![\w.])(?<![<>\u2264\u2265] )(?<![<>\u2264\u2265])-?\d(?:\.\d+)?e-(?:1\d|[2-9]\d|\d{3})\b"
+    r"|\[-0\.(?![0-9])|\s-0\.(?![0-9])")
 
 
 def _text(output: dict) -> str:
