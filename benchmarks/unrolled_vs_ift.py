@@ -78,7 +78,7 @@ def part1_cost(ks: list[int], n: int, m: int) -> dict:
           f"eta = 1/L = {eta:.4g}, IFT-CG: CG tol 1e-5, maxiter 100")
 
     def method_fn(method, K):
-        options = dict(solve=cg, solve_rtol=None, residual_tol=np.inf) if method == "implicit" else {}
+        options = dict(solve=cg, solve_rtol=np.inf, residual_tol=np.inf) if method == "implicit" else {}
         return lambda t, d: hypergradient(t, d, method=method, num_steps=K, step_size=eta, **options)
 
     mem, times, extra = {}, {}, {}
@@ -170,7 +170,7 @@ def part2_accuracy(ks: list[int], k_converged: int) -> dict:
     solves += [("identity (eta I)", "identity")]
     rows = []
     for name, solve in solves:
-        f = fn("implicit", k_converged, solve=solve, solve_rtol=None)
+        f = fn("implicit", k_converged, solve=solve, solve_rtol=np.inf)
         rows.append([name, f"{rel_err(jax.jit(f)(theta, data), ref):.2e}"])
     table(["solve", "rel. error"], rows)
     print("(times in part 2 include custom_root's IFT checks, which for n <= 256 take the SVD of dF/dx; "

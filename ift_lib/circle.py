@@ -18,6 +18,7 @@ import numpy as np
 from ift_lib._checks import default_rank_rtol, nonsingular
 from ift_lib.diagnose import ift_diagnostics
 from ift_lib.implicit import custom_root
+from ift_lib.root_finding import newton
 
 __all__ = ["circle_residual", "circle_partials", "upper_arc", "lower_arc",
            "local_parameterization", "newton_circle", "solve_circle", "ift_slope", "circle_table"]
@@ -57,13 +58,11 @@ def local_parameterization(x):
 
 
 def newton_circle(init, theta, num_steps: int = 60):
-    """Newton's method on x -> F(theta, x) from ``init`` (its sign picks the arc). Pure JAX loop."""
-    def step(_, x):
-        r = circle_residual(x, theta)
-        # An exact root stays put (at x = 0, theta = +-1 the plain step would be 0/0 = NaN and the
-        # singular point would be misreported as "not a solution" instead of IFT condition 3).
-        return jnp.where(r == 0, x, x - r / (2.0 * x))
-    return jax.lax.fori_loop(0, num_steps, step, jnp.asarray(init, jnp.result_type(init, theta, float)))
+    """Newton's method (:func:`ift_lib.root_finding.newton`) on x -> F(x, theta) from ``init``
+    (its sign picks the arc). An exact root stays put, so at x = 0, theta = +-1 the singular
+    point is reported as IFT condition 3, not as "not a solution" (0/0)."""
+    init = jnp.asarray(init, jnp.result_type(init, theta, float))
+    return newton(circle_residual, init, theta, num_steps=num_steps)
 
 
 #: x*(init, theta) on the arc chosen by sign(init); derivatives in theta come from the IFT.

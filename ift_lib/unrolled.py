@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ift_lib.implicit import custom_root
-from ift_lib.linear_solve import SOLVERS, LinearSolver, make_solver
+from ift_lib.linear_solve import Identity, LinearSolver, Neumann, make_solver
 from ift_lib.measure import compiled_temp_bytes, median_time
 
 __all__ = [
@@ -254,25 +254,24 @@ def closed_form_hypergradient(theta, data: BilevelData):
 # ---------------------------------------------------------------------- the IFT's linear solve
 
 def identity_solve(matvec, b, *, scale=1.0):
-    """The cheapest "solve" of H v = b: v = scale * b, i.e. H^{-1} ~ scale * I (``matvec`` unused).
+    """The cheapest "solve" of H v = b: v = scale * b, i.e. H^{-1} ~ scale * I (``matvec`` unused):
+    ``ift_lib.linear_solve.Identity(scale)``.
 
     Biased unless H = I/scale. With scale = eta (the inner step size) it is the first term of the
-    Neumann series (``make_solver("neumann", num_terms=1, step=eta)``), and the hypergradient it
-    gives, -eta (dF/dtheta)^T grad ell(x_K), is that of one gradient step taken from x_K with x_K
+    Neumann series (``Neumann(num_terms=1, step=eta)``), and the hypergradient it gives,
+    -eta (dF/dtheta)^T grad ell(x_K), is that of one gradient step taken from x_K with x_K
     held fixed (the "T1-T2" approximation of Luketina et al., 2016)."""
-    return jax.tree.map(lambda v: scale * v, b)
+    return Identity(scale)(matvec, b)
 
 
 def _linear_solve(solve: str | LinearSolver, eta) -> LinearSolver:
-    if callable(solve):
-        return solve
+    """The solver for H v = g: the names "neumann" and "identity" take the inner step size eta
+    (H's natural scale here: Neumann(step=eta), Identity(scale=eta)); other names and values are
+    ``ift_lib.linear_solve``'s."""
     if solve == "identity":
-        return lambda matvec, b: identity_solve(matvec, b, scale=eta)
+        return Identity(scale=eta)
     if solve == "neumann":
-        return make_solver("neumann", step=eta)
-    if solve not in SOLVERS:
-        raise ValueError(f"unknown solve {solve!r}; choose one of {sorted(SOLVERS) + ['identity']} "
-                         "or pass a callable solve(matvec, b) -> v, e.g. make_solver('cg', maxiter=k)")
+        return Neumann(step=eta)
     return make_solver(solve)
 
 
@@ -310,18 +309,8 @@ def forward_hypergradient(theta, data: BilevelData, *, num_steps: int, step_size
                                        step_size=step_size, x0=x0))(theta)
 
 
-def _custom_root_solve_rtol(solve_rtol):
-    """This module's solve_rtol ("default": the default check, None: no check) in custom_root's
-    terms (None: the default check, math.inf: no check)."""
-    if isinstance(solve_rtol, str):
-        if solve_rtol != "default":
-            raise ValueError(f"solve_rtol must be a number, None or 'default', got {solve_rtol!r}")
-        return None
-    return math.inf if solve_rtol is None else solve_rtol
-
-
 def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_size=None, x0=None,
-                           solve: str | LinearSolver = "dense", solve_rtol: float | None | str = "default",
+                           solve: str | LinearSolver = "dense", solve_rtol: float | None = None,
                            residual_tol: float | None = None):
     """The IFT's hypergradient at x_K, the output of K (undifferentiated) gradient-descent steps:
 
@@ -329,13 +318,15 @@ def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_siz
 
     via ``ift_lib.custom_root(inner_gradient, solve=...)``. ``solve`` chooses the linear solve:
     ``"dense"`` (exact), ``"cg"`` (to tol 1e-10), any ``ift_lib.linear_solve`` name or
-    ``solve(matvec, b)`` callable (CG with k iterations: ``make_solver("cg", maxiter=k)``;
-    Neumann with k terms: ``make_solver("neumann", num_terms=k, step=eta)``); ``"neumann"``
-    (50 terms) and ``"identity"`` (:func:`identity_solve`) use the inner step size eta.
+    ``solve(matvec, b)`` callable (CG with k iterations: ``CG(maxiter=k)``; Neumann with k
+    terms: ``Neumann(num_terms=k, step=eta)``); ``"neumann"`` (50 terms) and ``"identity"``
+    (:func:`identity_solve`) use the inner step size eta.
 
     custom_root checks, raising IFTConditionError: x_K solves F = 0 to ``residual_tol`` (default
-    sqrt(eps): K large enough), and the linear solve's relative residual is below ``solve_rtol``;
-    pass ``solve_rtol=None`` for an intentionally approximate solve (few CG/Neumann terms, identity).
+    sqrt(eps): K large enough), and the linear solve's relative residual is below ``solve_rtol``
+    (None: custom_root's default); pass ``solve_rtol=math.inf`` for an intentionally approximate
+    solve (few CG/Neumann terms, identity), ``residual_tol=math.inf`` to differentiate at an
+    unconverged x_K.
     """
     n = _check_data(theta, data)
     A, b, A_val, b_val = data
@@ -344,7 +335,7 @@ def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_siz
     eta = default_step_size(theta, A) if step_size is None else step_size
     x0 = _check_x0(x0, n, jnp.result_type(A, theta))
     root = custom_root(lambda x, t: inner_gradient(x, t, A, b), solve=_linear_solve(solve, eta),
-                       solve_rtol=_custom_root_solve_rtol(solve_rtol), residual_tol=residual_tol)(
+                       solve_rtol=solve_rtol, residual_tol=residual_tol)(
         lambda init, t: unrolled_solve(t, A, b, num_steps=K, step_size=eta, x0=init))
     return jax.grad(lambda t: outer_loss(root(x0, t), A_val, b_val))(theta)
 
@@ -365,7 +356,7 @@ def hypergradient(theta, data: BilevelData, *, method: str, num_steps: int, **op
     ``segment_length=`` for "checkpointed"; an option the method does not take is a TypeError).
 
     >>> hypergradient(theta, data, method="implicit", num_steps=1000,
-    ...               solve=make_solver("cg", maxiter=20), solve_rtol=None)
+    ...               solve=CG(maxiter=20), solve_rtol=math.inf)
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
