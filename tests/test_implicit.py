@@ -11,6 +11,7 @@ from ift_lib import IFTConditionError, IFTReport, check_ift, custom_root
 from ift_lib.circle import circle_residual, solve_circle
 from ift_lib.implicit import DENSE_CHECK_MAX
 from ift_lib.linear_solve import make_solver, solve_dense
+from ift_lib.root_finding import newton
 
 RTOL = 1e-10
 
@@ -81,9 +82,7 @@ def nl_F(x, theta, c):
 
 @jax.jit
 def nl_newton(init, theta, c):
-    def step(_, x):
-        return x - jnp.linalg.solve(A + c * jnp.diag(x**2), nl_F(x, theta, c))
-    return jax.lax.fori_loop(0, 40, step, init)
+    return newton(nl_F, init, theta, c, num_steps=40)
 
 
 NL_THETA = jnp.array([1.0, -2.0, 0.5])
