@@ -209,7 +209,7 @@ def test_identity_approximation_is_one_step_from_x_k_and_biased():
     np.testing.assert_allclose(got, -ETA * D.T @ g, rtol=1e-10)
     # ... which is the one-term Neumann series ...
     np.testing.assert_allclose(got, np.asarray(_implicit(make_solver("neumann", num_terms=1, step=ETA),
-                                                         None)), rtol=1e-12)
+                                                         np.inf)), rtol=1e-12)
     np.testing.assert_allclose(got, np.asarray(_implicit(
         lambda matvec, b: identity_solve(matvec, b, scale=ETA), np.inf)), rtol=1e-12)
     # ... and the gradient of one gradient step taken from x_K held fixed
@@ -322,7 +322,7 @@ def test_num_steps_below_one(method, num_steps):
 def test_unknown_method_solve_and_options():
     with pytest.raises(ValueError, match="unknown method 'adjoint'"):
         hypergradient(THETA, DATA, method="adjoint", num_steps=3)
-    with pytest.raises(ValueError, match="unknown solve 'lu'.*identity"):
+    with pytest.raises(ValueError, match="unknown linear solver 'lu'.*identity"):
         hypergradient(THETA, DATA, method="implicit", num_steps=3, solve="lu")
     with pytest.raises(TypeError, match="solve"):          # an option the method does not take
         hypergradient(THETA, DATA, method="unrolled", num_steps=3, solve="cg")
