@@ -1,6 +1,6 @@
 """ift_lib: the implicit function theorem and differentiation through optimization, in JAX.
 
-``import ift_lib`` gives every public module:
+``import ift_lib`` gives every public module (plotting and widgets load on first use):
 
   implicit      custom_root, custom_fixed_point, root_jvp, root_vjp (JAXopt's API, plus checks
                 and forward mode); also at the top level
@@ -12,10 +12,25 @@
   plotting      the book's figure style
   circle (Ch. 1), softmax (Ch. 2), qp (Ch. 3), unrolled (Ch. 4), widgets
 """
-from ift_lib import bounds, diagnose, implicit, linear_solve, measure, plotting, root_finding
+import importlib
+
+from ift_lib import bounds, diagnose, implicit, linear_solve, measure, root_finding
 from ift_lib.implicit import (IFTConditionError, IFTReport, check_ift, custom_fixed_point,
                               custom_root, jacobian_in_x, root_jvp, root_vjp)
-from ift_lib import circle, qp, softmax, unrolled, widgets  # noqa: E402  (chapter modules last)
+from ift_lib import circle, qp, softmax, unrolled  # noqa: E402  (chapter modules last)
+
+#: Imported on first use (they load matplotlib and anywidget, about a second).
+_LAZY_MODULES = ("plotting", "widgets")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"ift_lib.{name}")
+    raise AttributeError(f"module 'ift_lib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES))
 
 __version__ = "0.2.0"
 __all__ = ["custom_root", "custom_fixed_point", "root_jvp", "root_vjp", "check_ift",
