@@ -118,7 +118,13 @@ def _check_tol(name: str, value) -> None:
 def _check_count(name: str, value, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+        raise ValueError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
+    if isinstance(value, int):
+        return
+    # a JAX integer scalar (e.g. an iteration count traced under jit/vmap) is accepted as it is
+    if not (jnp.ndim(value) == 0 and jnp.issubdtype(jnp.result_type(value), jnp.integer)):
         raise ValueError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, "
                          f"got {value!r}")
 
