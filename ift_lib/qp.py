@@ -396,9 +396,22 @@ def _unit_rows(M):
 
 
 def _min_pivot_ratio(H, scale):
-    """min over the Cholesky pivots of H (PSD) squared, over scale: 0 or NaN when H is singular."""
-    L = jnp.linalg.cholesky(H)
-    return jnp.min(jnp.diag(L)) ** 2 / scale
+    """The smallest pivot of an LDL' (Cholesky without square roots) factorization of H (PSD),
+    over scale: ~0 when H is singular. In plain JAX (a loop of rank-1 updates), like _lu_factor:
+    jaxlib's batched LAPACK factorizations can deadlock in XLA's thread pool at batch 64."""
+    k = H.shape[-1]
+    idx = jnp.arange(k)
+    tiny = jnp.finfo(H.dtype).tiny
+
+    def step(j, carry):
+        H, dmin = carry
+        d = H[j, j]
+        l = jnp.where(idx > j, H[:, j] / jnp.where(d > tiny, d, 1.0), 0.0)
+        H = H - jnp.where(d > tiny, d, 0.0) * jnp.outer(l, l)
+        return H, jnp.minimum(dmin, d)
+
+    _, dmin = jax.lax.fori_loop(0, k, step, (H, jnp.asarray(jnp.inf, H.dtype)))
+    return dmin / scale
 
 
 def _dependent_active_rows(G, A, active):
