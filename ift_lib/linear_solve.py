@@ -138,9 +138,9 @@ class Dense:
 
 
 @dataclasses.dataclass(frozen=True)
-class CG:
-    """Conjugate gradients (A symmetric positive definite): stop at |r| <= max(tol |b|, atol),
-    or after ``maxiter`` iterations (None: 10 m)."""
+class _Krylov:
+    """Options shared by the Krylov solvers: stop at |r| <= max(tol |b|, atol), or after
+    ``maxiter`` iterations (None: JAX's default, 10 m)."""
     tol: float = 1e-10
     atol: float = 0.0
     maxiter: int | None = None
@@ -148,23 +148,24 @@ class CG:
     def __post_init__(self):
         _check_tol("tol", self.tol), _check_tol("atol", self.atol)
         _check_count("maxiter", self.maxiter, allow_none=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CG(_Krylov):
+    """Conjugate gradients (A symmetric positive definite)."""
 
     def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
         return solve_cg(matvec, b, tol=self.tol, atol=self.atol, maxiter=self.maxiter)
 
 
 @dataclasses.dataclass(frozen=True)
-class GMRES:
+class GMRES(_Krylov):
     """Restarted GMRES (any nonsingular A), Krylov spaces of dimension ``restart``."""
-    tol: float = 1e-10
-    atol: float = 0.0
     restart: int = 20
-    maxiter: int | None = None
 
     def __post_init__(self):
-        _check_tol("tol", self.tol), _check_tol("atol", self.atol)
+        super().__post_init__()
         _check_count("restart", self.restart)
-        _check_count("maxiter", self.maxiter, allow_none=True)
 
     def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
         return solve_gmres(matvec, b, tol=self.tol, atol=self.atol, restart=self.restart,
@@ -172,15 +173,8 @@ class GMRES:
 
 
 @dataclasses.dataclass(frozen=True)
-class BiCGStab:
+class BiCGStab(_Krylov):
     """BiCGStab (any nonsingular A; short recurrences). It can break down (rho = 0)."""
-    tol: float = 1e-10
-    atol: float = 0.0
-    maxiter: int | None = None
-
-    def __post_init__(self):
-        _check_tol("tol", self.tol), _check_tol("atol", self.atol)
-        _check_count("maxiter", self.maxiter, allow_none=True)
 
     def __call__(self, matvec: MatVec, b: PyTree) -> PyTree:
         return solve_bicgstab(matvec, b, tol=self.tol, atol=self.atol, maxiter=self.maxiter)
