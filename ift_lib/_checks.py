@@ -22,7 +22,7 @@ import numpy as np
 PyTree = Any
 
 __all__ = ["IFTConditionError", "eps_of", "default_residual_tol", "default_rank_rtol",
-           "default_solve_rtol", "nonsingular", "is_concrete", "host_check", "tie", "tie_linear",
+           "default_solve_rtol", "nonsingular", "is_concrete", "host_check", "tie",
            "probe_like"]
 
 
@@ -120,14 +120,6 @@ def tie(tree: PyTree, token) -> PyTree:
     if token is None:
         return tree
     return jax.tree.map(lambda l: l + _zero_times(token, l.dtype)
-                        if jnp.issubdtype(l.dtype, jnp.inexact) else l, tree)
-
-
-def tie_linear(tree: PyTree, token) -> PyTree:
-    """tree * (1 + 0 * token): like :func:`tie` but linear in ``tree`` (usable on tangents)."""
-    if token is None:
-        return tree
-    return jax.tree.map(lambda l: l * (1 + _zero_times(token, l.dtype))
                         if jnp.issubdtype(l.dtype, jnp.inexact) else l, tree)
 
 

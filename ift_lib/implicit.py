@@ -121,7 +121,8 @@ class _Checks:
         report.raise_if_failed()
 
     def solver(self, inner, x, m, residual, scale_args):
-        """``inner`` wrapped: solve, then judge the three conditions in one host callback."""
+        """``inner`` wrapped: solve, then judge the three conditions (the host is called only to
+        raise the error of a failed one)."""
         rtol, kt, stol = self.tolerances(x, m)
 
         def message(res, sig_ub, scale, rel, finite):
