@@ -132,14 +132,15 @@ SPEEDUP_TARGET = 2.0
 # ------------------------------------------------------------------------------------ helpers
 
 def qp_version() -> str:
-    """Which ift_lib.qp was measured: git commit, and a hash of qp.py when it differs from it."""
+    """Which ift_lib.qp was measured: git commit, and a hash of its files when they differ."""
     path = sys.modules[solve_qp.__module__].__file__
-    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:12]
+    files = [os.path.join(os.path.dirname(path), f) for f in ("qp.py", "_qp_ipm.py", "_dense_lu.py")]
+    digest = hashlib.sha256(b"".join(open(f, "rb").read() for f in files)).hexdigest()[:12]
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
         head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", path],
+        dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", *files],
                                timeout=10).returncode != 0
     except (OSError, subprocess.SubprocessError):
         return f"sha256 {digest}"

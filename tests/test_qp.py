@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ift_lib.qp import (QPDependentConstraintsError, QPError, QPInfeasibleError, QPInputError,
-                        QPNotConvergedError, QPNotUniqueError, QPUnboundedError, solve_qp)
+from ift_lib.qp import (STATUS, QPDependentConstraintsError, QPError, QPInfeasibleError,
+                        QPInputError, QPNotConvergedError, QPNotUniqueError, QPUnboundedError,
+                        Status, recording_factorizations, solve_qp)
 
 # As in test_softmax.py: few shapes, so that the jitted solver compiles few times.
 N, M, P = 4, 6, 2
@@ -519,26 +520,22 @@ def _count_factorizations(fn, *args):
     return walk(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def _traced_lu_shapes(monkeypatch, fn, *args):
-    """Shapes of the matrices ift_lib.qp LU-factorizes while fn is traced (caches cleared)."""
-    import ift_lib.qp as qp_module
-    shapes, original = [], qp_module._lu_factor
-    monkeypatch.setattr(qp_module, "_lu_factor", lambda K: shapes.append(K.shape) or original(K))
-    jax.clear_caches()
-    jax.make_jaxpr(fn)(*args)
-    monkeypatch.setattr(qp_module, "_lu_factor", original)
-    return shapes
+def _traced_lu_shapes(fn, *args):
+    """Shapes of the matrices ift_lib.qp LU-factorizes while fn is traced."""
+    with recording_factorizations() as factorized:
+        jax.make_jaxpr(fn)(*args)
+    return [shape for kind, shape in factorized if kind == "lu"]
 
 
 @pytest.mark.parametrize("blocks", ["both", "ineq"])
-def test_backward_pass_costs_one_factorization(blocks, monkeypatch):
+def test_backward_pass_costs_one_factorization(blocks):
     # the gradient's program has the forward solve's factorizations of the (n + p) Newton matrix
     # plus exactly one LU, of the (n + m + p) active-set KKT matrix: nothing per iteration
     args = {k: jnp.asarray(v) for k, v in make_qp(0, BLOCKS[blocks]).items()}
     n, m, p = N, M, P if blocks == "both" else 0
-    forward = _traced_lu_shapes(monkeypatch, lambda q: solve_qp(**dict(args, q=q)).z, args["q"])
+    forward = _traced_lu_shapes(lambda q: solve_qp(**dict(args, q=q)).z, args["q"])
     backward = _traced_lu_shapes(
-        monkeypatch, jax.grad(lambda q: jnp.sum(solve_qp(**dict(args, q=q)).z)), args["q"])
+        jax.grad(lambda q: jnp.sum(solve_qp(**dict(args, q=q)).z)), args["q"])
     # (a trace runs the solver's Python code more than once under grad, so compare what is new)
     solver = {(n + p, n + p)} if p else set()      # without equalities: Cholesky, no LU
     assert set(forward) == solver
@@ -579,3 +576,28 @@ def test_gradient_of_shared_arguments_with_a_block_absent(blocks):
     E = jnp.asarray(np.random.default_rng(1).normal(size=(N, N)))
     _, jv = jax.jvp(loss, (args["Q"], qs), (E + E.T, jnp.zeros_like(qs)))
     np.testing.assert_allclose(float(jv), float(jnp.sum(g * (E + E.T))), rtol=1e-9)
+
+
+def test_status_enumeration_maps_to_messages_and_errors():
+    assert [int(code) for code in Status] == list(range(7))
+    assert STATUS == {int(code): code.message for code in Status}
+    errors = {Status.MAX_ITER: QPNotConvergedError, Status.PRIMAL_INFEASIBLE: QPInfeasibleError,
+              Status.DUAL_INFEASIBLE: QPUnboundedError, Status.BAD_INPUT: QPInputError,
+              Status.NOT_UNIQUE: QPNotUniqueError,
+              Status.DEPENDENT_CONSTRAINTS: QPDependentConstraintsError}
+    for code, error in errors.items():
+        assert QPError.for_status(code) is error and error.status == code
+    with pytest.raises(KeyError):
+        QPError.for_status(Status.SOLVED)
+
+
+def test_throw_false_returns_the_status_instead_of_raising():
+    G_inf, h_inf = jnp.array([[1.0, 0.0], [-1.0, 0.0]]), jnp.array([-1.0, -1.0])
+    with pytest.raises(QPInfeasibleError, match="PRIMAL_INFEASIBLE"):
+        solve_qp(jnp.eye(2), jnp.zeros(2), G_inf, h_inf)
+    sol = solve_qp(jnp.eye(2), jnp.zeros(2), G_inf, h_inf, throw=False)
+    assert Status(int(sol.status)) is Status.PRIMAL_INFEASIBLE and bool(jnp.all(jnp.isnan(sol.z)))
+    bad = solve_qp(jnp.eye(2), jnp.array([jnp.nan, 0.0]), throw=False)   # no eager input check
+    assert Status(int(bad.status)) is Status.BAD_INPUT and bool(jnp.all(jnp.isnan(bad.z)))
+    with pytest.raises(QPInputError, match="Q must have shape"):          # shapes: always
+        solve_qp(jnp.eye(2), jnp.zeros(3), throw=False)

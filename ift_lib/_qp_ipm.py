@@ -1,0 +1,297 @@
+"""The interior-point iteration behind ``ift_lib.qp.solve_qp`` (public names of a private module).
+
+One QP, unbatched (``solve_qp`` vmaps it):
+
+    minimize_z  1/2 z'Qz + q'z   s.t.  Gz + s = h, s >= 0 (m rows),  Az = b (p rows).
+
+Mehrotra's predictor-corrector (the LP-cone case of CVXOPT's ``coneqp``, as in OptNet), one
+``lax.while_loop`` over a named :class:`IPMState`. The Newton system of an iterate,
+
+    Q dz + G'dlam + A'dnu = r1,   G dz + ds = r2,   A dz = r3,   lam*ds + s*dlam = r4,      (N)
+
+is solved by eliminating ds = r2 - G dz and dlam = (r4 - lam*r2 + lam*G dz)/s, which leaves the
+symmetric (n + p) system [[Q + G'DG + delta I, A'], [A, -delta I]], D = diag(lam/s), factorized
+once per iterate and shared by predictor and corrector: Cholesky when p = 0 (positive definite),
+else LU (indefinite). delta = REG * max(1, max|Q|) keeps it solvable when Q + G'DG is singular or
+A rank deficient; it only perturbs the direction (residuals are always exact), and it makes an
+unbounded problem show up as a diverging iterate rather than a singular factorization. Near the
+solution D has entries ~1e10 at active constraints and the elimination loses digits; one step of
+iterative refinement against (N) restores them.
+"""
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import cho_solve
+
+from ift_lib._dense_lu import cholesky, lu_factor, lu_solve, min_ldl_pivot
+
+__all__ = ["Status", "QPSolution", "IPMState", "interior_point", "active_set", "REG",
+           "STEP_FRACTION", "ACTIVE_RATIO", "RANK_TOL"]
+
+#: Relative regularization delta of the Newton system.
+REG = 1e-13
+#: Fraction of the step to the boundary of s, lam >= 0.
+STEP_FRACTION = 0.99
+#: A constraint counts as active when s_i < ACTIVE_RATIO * lam_i (see ``active_set``).
+ACTIVE_RATIO = 0.1
+#: Relative size below which a pivot of the rank tests (LICQ, unique solution) counts as zero.
+RANK_TOL = 1e-10
+
+
+class Status(enum.IntEnum):
+    """Outcome of a solve (``QPSolution.status``); ``message`` says it in words. Under jit a
+    failure (1-5) comes with NaN values, and every status but SOLVED with NaN derivatives."""
+    SOLVED = 0
+    MAX_ITER = 1
+    PRIMAL_INFEASIBLE = 2
+    DUAL_INFEASIBLE = 3
+    BAD_INPUT = 4
+    NOT_UNIQUE = 5
+    DEPENDENT_CONSTRAINTS = 6
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    Status.SOLVED: "solved",
+    Status.MAX_ITER: "max_iter reached",
+    Status.PRIMAL_INFEASIBLE: "primal infeasible",
+    Status.DUAL_INFEASIBLE: "dual infeasible (unbounded)",
+    Status.BAD_INPUT: "bad input",
+    Status.NOT_UNIQUE: "solution not unique (a whole optimal face)",
+    Status.DEPENDENT_CONSTRAINTS: "solved, active constraints dependent (no derivative computed)"}
+_KEEP_GOING = -1
+
+
+class QPSolution(NamedTuple):
+    """Solution of a QP; shapes for batch dims (...), n variables, m inequalities, p equalities
+    (an absent block gives m = 0 or p = 0, i.e. empty arrays).
+
+    z (..., n); lam (..., m) >= 0 (multipliers of Gz <= h); nu (..., p) (of Az = b);
+    s (..., m) = h - Gz; iterations (...) int; primal_residual (...) = max(|Gz + s_ipm - h|,
+    |Az - b|) (s_ipm >= 0 the method's own slack); dual_residual (...) = |Qz + q + G'lam + A'nu|
+    (max norms); gap (...) = s_ipm.lam; status (...) int (a :class:`Status`).
+    """
+    z: jax.Array
+    lam: jax.Array
+    nu: jax.Array
+    s: jax.Array
+    iterations: jax.Array
+    primal_residual: jax.Array
+    dual_residual: jax.Array
+    gap: jax.Array
+    status: jax.Array
+
+
+class Data(NamedTuple):
+    """One QP's data: Q (n, n), q (n,), G (m, n), h (m,), A (p, n), b (p,)."""
+    Q: jax.Array
+    q: jax.Array
+    G: jax.Array
+    h: jax.Array
+    A: jax.Array
+    b: jax.Array
+
+
+class IPMState(NamedTuple):
+    """The loop's carry: iterate (z, s, lam, nu), and its status and measures of convergence."""
+    iteration: jax.Array
+    z: jax.Array
+    s: jax.Array
+    lam: jax.Array
+    nu: jax.Array
+    status: jax.Array
+    primal_residual: jax.Array
+    dual_residual: jax.Array
+    gap: jax.Array
+
+
+def maxabs(x):
+    return jnp.max(jnp.abs(x)) if x.size else jnp.zeros((), x.dtype)
+
+
+def _bad_input(d: Data):
+    """True when the inputs are bad (non-finite entries, Q not symmetric PSD)."""
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in d]))
+    Qf = jnp.where(jnp.isfinite(d.Q), d.Q, 0.0)
+    scale = jnp.maximum(maxabs(Qf), jnp.finfo(Qf.dtype).tiny)
+    n = Qf.shape[-1]
+    eps = jnp.finfo(Qf.dtype).eps
+    asym = maxabs(Qf - Qf.T) > 100 * eps * scale
+    # Q + shift I is positive definite iff min eig(Q) > -shift: a Cholesky factorization (about
+    # 10x cheaper than the eigenvalues) fails, with NaN, exactly when Q is not PSD up to the shift
+    shift = 100 * n * eps * jnp.maximum(scale, 1.0)
+    chol = cholesky(0.5 * (Qf + Qf.T) + shift * jnp.eye(n, dtype=Qf.dtype))
+    return ~finite | asym | ~jnp.all(jnp.isfinite(chol))
+
+
+def _residuals(d: Data, z, s, lam, nu):
+    return d.Q @ z + d.q + d.G.T @ lam + d.A.T @ nu, d.G @ z + s - d.h, d.A @ z - d.b
+
+
+def _judge(d: Data, it, z, s, lam, nu, tol) -> IPMState:
+    """The state with its status: keep going, SOLVED, PRIMAL_ or DUAL_INFEASIBLE. Residuals are
+    compared with tol times the size of the terms they are made of."""
+    rd, rin, req = _residuals(d, z, s, lam, nu)
+    pres = jnp.maximum(maxabs(rin), maxabs(req))
+    dres = maxabs(rd)
+    gap = jnp.dot(s, lam)
+    obj = 0.5 * z @ (d.Q @ z) + d.q @ z
+    p_scale = 1 + jnp.max(jnp.array([maxabs(d.h), maxabs(d.b), maxabs(d.G @ z), maxabs(d.A @ z)]))
+    d_scale = 1 + jnp.max(jnp.array([maxabs(d.q), maxabs(d.Q @ z), maxabs(d.G.T @ lam),
+                                     maxabs(d.A.T @ nu)]))
+    p_ok = pres <= tol * p_scale
+    d_ok = dres <= tol * d_scale
+    solved = p_ok & d_ok & (gap <= tol * (1 + jnp.abs(obj)))
+    eps_inf = jnp.sqrt(tol) * 1e-3                      # 1e-8 for tol = 1e-10
+    # primal infeasibility (Farkas): lam >= 0, nu with G'lam + A'nu = 0 and h'lam + b'nu < 0
+    hy = d.h @ lam + d.b @ nu
+    infeasible = ~p_ok & (hy < 0) & (maxabs(d.G.T @ lam + d.A.T @ nu) <= eps_inf * -hy)
+    # dual infeasibility: a direction z with Qz = 0, Az = 0, Gz <= 0 and q'z < 0
+    qz = d.q @ z
+    gz = jnp.max(d.G @ z) if d.G.shape[0] else jnp.zeros((), z.dtype)
+    unbounded = ~d_ok & (qz < 0) & (jnp.maximum(jnp.maximum(maxabs(d.Q @ z), maxabs(d.A @ z)),
+                                                gz) <= eps_inf * -qz)
+    status = jnp.where(solved, Status.SOLVED, jnp.where(
+        infeasible, Status.PRIMAL_INFEASIBLE, jnp.where(unbounded, Status.DUAL_INFEASIBLE,
+                                                        _KEEP_GOING)))
+    return IPMState(it, z, s, lam, nu, status, pres, dres, gap)
+
+
+def _factor(d: Data, D, delta):
+    """Factorize the eliminated Newton system (see the module docstring): a tuple of arrays."""
+    n, p = d.Q.shape[0], d.A.shape[0]
+    H = d.Q + d.G.T @ (D[:, None] * d.G) + delta * jnp.eye(n, dtype=d.Q.dtype)
+    if not p:
+        return (cholesky(H),)
+    K = jnp.block([[H, d.A.T], [d.A, -delta * jnp.eye(p, dtype=d.Q.dtype)]])
+    return lu_factor(K)
+
+
+def _eliminated_solve(factors, n, rz, rnu):
+    if len(factors) == 1:
+        return cho_solve((factors[0], True), rz), rnu
+    x = lu_solve(factors, jnp.concatenate([rz, rnu]))
+    return x[:n], x[n:]
+
+
+def _newton_once(factors, d: Data, s, lam, r):
+    r1, r2, r3, r4 = r
+    w = (r4 - lam * r2) / s
+    dz, dnu = _eliminated_solve(factors, d.Q.shape[0], r1 - d.G.T @ w, r3)
+    ds = r2 - d.G @ dz
+    return dz, ds, (r4 - lam * ds) / s, dnu
+
+
+def _solve_newton(factors, d: Data, s, lam, r):
+    """Solve (N) with the factorization of its eliminated form, refined once against (N)."""
+    dz, ds, dl, dnu = x = _newton_once(factors, d, s, lam, r)
+    e = (r[0] - (d.Q @ dz + d.G.T @ dl + d.A.T @ dnu), r[1] - (d.G @ dz + ds), r[2] - d.A @ dz,
+         r[3] - (lam * ds + s * dl))
+    return tuple(xi + ci for xi, ci in zip(x, _newton_once(factors, d, s, lam, e)))
+
+
+def _max_step(x, dx):
+    """The largest a in [0, 1] with x + a dx >= 0 (x > 0)."""
+    ratio = jnp.where(dx < 0, -x / jnp.where(dx < 0, dx, -1.0), jnp.inf)
+    return jnp.minimum(1.0, jnp.min(ratio)) if x.size else jnp.ones((), x.dtype)
+
+
+def _step(d: Data, delta, tol, state: IPMState) -> IPMState:
+    """One predictor-corrector step from ``state``."""
+    m = d.G.shape[0]
+    z, s, lam, nu = state.z, state.s, state.lam, state.nu
+    fac = _factor(d, lam / s, delta)
+    rd, rin, req = _residuals(d, z, s, lam, nu)
+    newton = lambda r4: _solve_newton(fac, d, s, lam, (-rd, -rin, -req, r4))
+    if m:
+        mu = jnp.dot(s, lam) / m
+        dz, ds, dl, dnu = newton(-s * lam)                                         # predictor
+        a = jnp.minimum(_max_step(s, ds), _max_step(lam, dl))
+        sigma = jnp.clip(jnp.dot(s + a * ds, lam + a * dl) / m / mu, 0.0, 1.0) ** 3
+        dz, ds, dl, dnu = newton(-s * lam - ds * dl + sigma * mu)                  # corrector
+        a = jnp.minimum(1.0, STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(lam, dl)))
+    else:
+        dz, ds, dl, dnu = newton(jnp.zeros(0, z.dtype))
+        a = jnp.ones((), z.dtype)
+    return _judge(d, state.iteration + 1, z + a * dz, s + a * ds, lam + a * dl, nu + a * dnu, tol)
+
+
+def active_set(s, lam):
+    """Which constraints the derivative treats as active (s_i = 0 at the exact solution).
+
+    At the interior point an active constraint has s_i ~ tol / lam_i << lam_i and an inactive
+    one lam_i << s_i; a weakly active one (lam_i = s_i = 0) has lam_i ~ s_i ~ sqrt(tol). So a
+    constraint counts as active only when s_i < ACTIVE_RATIO lam_i, and a weakly active one
+    deterministically as inactive (the one-sided derivative of the released side, like
+    ReLU'(0) = 0 in JAX)."""
+    return s < ACTIVE_RATIO * lam
+
+
+def _unit_active_rows(d: Data, active):
+    N = jnp.concatenate([jnp.where(active[:, None], d.G, 0.0), d.A])
+    return N / jnp.maximum(jnp.sqrt(jnp.sum(N * N, axis=-1, keepdims=True)),
+                           jnp.finfo(N.dtype).tiny)
+
+
+def _dependent_active_rows(d: Data, active):
+    """True when the active rows of G with A are linearly dependent (LICQ fails): the smallest
+    LDL' pivot of the Gram matrix of their unit rows (inactive rows replaced by unit rows of the
+    Gram matrix) is below RANK_TOL."""
+    m, p = d.G.shape[0], d.A.shape[0]
+    if not m + p:
+        return jnp.zeros((), bool)
+    N = _unit_active_rows(d, active)
+    keep = jnp.concatenate([~active, jnp.zeros(p, bool)])
+    return ~(min_ldl_pivot(N @ N.T + jnp.diag(keep.astype(N.dtype))) > RANK_TOL)   # NaN: True
+
+
+def _flat_direction(d: Data, active):
+    """True when some d with Ad = 0, G_i d = 0 (i active) has d'Qd = 0: a whole optimal face.
+    Tested by the LDL' pivots of Q + c N'N (N the unit active rows, c = max(1, max|Q|)): a pivot
+    below RANK_TOL c counts as zero (so a 'regularizer' 1e-12 |z|^2 does not make a face unique)."""
+    n = d.Q.shape[0]
+    if not n:
+        return jnp.zeros((), bool)
+    N = _unit_active_rows(d, active)
+    c = jnp.maximum(1.0, maxabs(d.Q))
+    H = 0.5 * (d.Q + d.Q.T) + (c * (N.T @ N) if N.shape[0] else 0.0)
+    return ~(min_ldl_pivot(H) / c > RANK_TOL)
+
+
+def interior_point(Q, q, G, h, A, b, tol: float, max_iter: int) -> QPSolution:
+    """Solve one QP (shapes as in :class:`Data`); failures (statuses 1-5) give NaN values."""
+    d = Data(Q, q, G, h, A, b)
+    m = G.shape[0]
+    delta = REG * jnp.maximum(1.0, maxabs(jnp.where(jnp.isfinite(Q), Q, 0.0)))
+    # Start (CVXOPT): solve the KKT system with D = I, then shift s and lam into the interior.
+    z, nu = _eliminated_solve(_factor(d, jnp.ones(m, Q.dtype), delta), Q.shape[0], -q + G.T @ h, b)
+    s = h - G @ z
+    lam = -s
+    if m:
+        s = jnp.where(jnp.min(s) > 0, s, s + 1.0 - jnp.min(s))
+        lam = jnp.where(jnp.min(lam) > 0, lam, lam + 1.0 - jnp.min(lam))
+    init = _judge(d, jnp.zeros((), jnp.int32), z, s, lam, nu, tol)
+    init = init._replace(status=jnp.where(_bad_input(d), Status.BAD_INPUT, init.status))
+    final = jax.lax.while_loop(
+        lambda st: (st.status == _KEEP_GOING) & (st.iteration < max_iter),
+        lambda st: _step(d, delta, tol, st), init)
+    status = jnp.where(final.status == _KEEP_GOING, Status.MAX_ITER, final.status)
+    # solved: is the solution unique, are the active constraints independent? Judged on the
+    # active set the derivative uses.
+    active = active_set(final.s, final.lam)
+    status = jnp.where((status == Status.SOLVED) & _flat_direction(d, active), Status.NOT_UNIQUE,
+                       status)
+    status = jnp.where((status == Status.SOLVED) & _dependent_active_rows(d, active),
+                       Status.DEPENDENT_CONSTRAINTS, status).astype(jnp.int32)
+    failed = (status >= Status.MAX_ITER) & (status <= Status.NOT_UNIQUE)
+    nan = lambda x: jnp.where(failed, jnp.nan, x)
+    return QPSolution(nan(final.z), nan(final.lam), nan(final.nu), nan(h - G @ final.z),
+                      final.iteration, final.primal_residual, final.dual_residual, final.gap,
+                      status)
