@@ -40,13 +40,17 @@ here) measure what each method costs.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ift_lib._ridge import (BilevelData, check_data, check_positive_int, check_step_size,
+                            check_x0, checkpointed_solve, closed_form_hypergradient,
+                            closed_form_solution, default_step_size, gd_step, inner_gradient,
+                            inner_hessian, inner_objective, lipschitz_constant, outer_loss,
+                            random_problem, unrolled_solve)
 from ift_lib.implicit import custom_root
 from ift_lib.linear_solve import Identity, LinearSolver, Neumann, make_solver
 from ift_lib.measure import compiled_temp_bytes, median_time
@@ -54,201 +58,11 @@ from ift_lib.measure import compiled_temp_bytes, median_time
 __all__ = [
     "BilevelData", "random_problem", "inner_objective", "inner_gradient", "outer_loss",
     "lipschitz_constant", "default_step_size", "gd_step", "unrolled_solve", "checkpointed_solve",
-    "closed_form_solution", "closed_form_hypergradient", "identity_solve",
+    "closed_form_solution", "closed_form_hypergradient", "inner_hessian", "identity_solve",
     "unrolled_hypergradient", "checkpointed_hypergradient", "forward_hypergradient",
-    "implicit_hypergradient", "hypergradient", "METHODS", "tune_hyperparameters",
-    "compiled_temp_bytes", "median_time",
+    "implicit_hypergradient", "Unrolled", "Checkpointed", "Forward", "Implicit", "hypergradient",
+    "METHODS", "tune_hyperparameters", "compiled_temp_bytes", "median_time",
 ]
-
-
-class BilevelData(NamedTuple):
-    """Training data (A (m, n), b (m,)) of the inner problem, validation data (A_val (m_val, n),
-    b_val (m_val,)) of the outer loss. A pytree: pass it to jitted functions as an argument."""
-    A: Any
-    b: Any
-    A_val: Any
-    b_val: Any
-
-
-def random_problem(seed: int = 0, *, m: int = 40, n: int = 8, m_val: int = 30,
-                   noise: float = 0.5, dtype=jnp.float64) -> BilevelData:
-    """Gaussian regression data: A, A_val ~ N(0, 1); b = A w + noise * N(0, 1) for one w ~ N(0, 1)
-    shared by the training and validation sets (numpy's generator, so the data depend on the seed only)."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(n)
-    A, A_val = rng.standard_normal((m, n)), rng.standard_normal((m_val, n))
-    b = A @ w + noise * rng.standard_normal(m)
-    b_val = A_val @ w + noise * rng.standard_normal(m_val)
-    return BilevelData(*(jnp.asarray(a, dtype) for a in (A, b, A_val, b_val)))
-
-
-# ----------------------------------------------------------------------------- the two problems
-
-def inner_objective(x, theta, A, b):
-    """f(x, theta) = 1/(2m) |A x - b|^2 + 1/2 sum_j exp(theta_j) x_j^2  (a scalar)."""
-    r = A @ x - b
-    return 0.5 * jnp.dot(r, r) / A.shape[0] + 0.5 * jnp.sum(jnp.exp(theta) * x**2)
-
-
-def inner_gradient(x, theta, A, b):
-    """F(x, theta) = grad_x f = A^T (A x - b)/m + exp(theta) * x, shape (n,): the optimality condition."""
-    # (A x - b) @ A, not A.T @ (A x - b): with the latter XLA on CPU copies A^T into an (n, m)
-    # scratch buffer, in a loop once per iteration (2x slower at n = m = 1000).
-    return (A @ x - b) @ A / A.shape[0] + jnp.exp(theta) * x
-
-
-def outer_loss(x, A_val, b_val):
-    """ell(x) = 1/(2 m_val) |A_val x - b_val|^2  (a scalar)."""
-    r = A_val @ x - b_val
-    return 0.5 * jnp.dot(r, r) / A_val.shape[0]
-
-
-def lipschitz_constant(theta, A):
-    """L = |A|_2^2/m + max_j exp(theta_j), an upper bound on mu_max(H) (the largest eigenvalue of
-    H): a Lipschitz constant of x -> F(x, theta). Forms the SVD of A (O(m n^2)): for large A compute it once, outside."""
-    return jnp.linalg.norm(A, ord=2) ** 2 / A.shape[0] + jnp.max(jnp.exp(theta))
-
-
-def default_step_size(theta, A):
-    """eta = 1/L (gradient descent converges for 0 < eta < 2/mu_max(H)); a constant of the
-    algorithm, not differentiated (stop_gradient)."""
-    return jax.lax.stop_gradient(1.0 / lipschitz_constant(theta, A))
-
-
-def gd_step(x, theta, A, b, step_size):
-    """One gradient-descent step x - eta F(x, theta), shape (n,)."""
-    return x - step_size * inner_gradient(x, theta, A, b)
-
-
-# ---------------------------------------------------------------------------------- validation
-
-def _shape(a) -> tuple:
-    return tuple(jnp.shape(a))
-
-
-def _check_data(theta, data) -> int:
-    """Raise ValueError naming the first badly shaped argument; return n."""
-    if not all(hasattr(data, name) for name in BilevelData._fields):
-        raise TypeError(f"data must be a BilevelData(A, b, A_val, b_val), got {type(data).__name__}")
-    A, b, A_val, b_val = data.A, data.b, data.A_val, data.b_val
-    if len(_shape(A)) != 2:
-        raise ValueError(f"data.A must be a 2-D array of shape (m, n), got shape {_shape(A)}")
-    m, n = _shape(A)
-    if _shape(b) != (m,):
-        raise ValueError(f"data.b must have shape (m,) = ({m},) to match data.A of shape {(m, n)}, "
-                         f"got shape {_shape(b)}")
-    if len(_shape(A_val)) != 2 or _shape(A_val)[1] != n:
-        raise ValueError(f"data.A_val must have shape (m_val, n) with n = {n} (the columns of "
-                         f"data.A), got shape {_shape(A_val)}")
-    if _shape(b_val) != (_shape(A_val)[0],):
-        raise ValueError(f"data.b_val must have shape (m_val,) = ({_shape(A_val)[0]},) to match "
-                         f"data.A_val, got shape {_shape(b_val)}")
-    _check_theta(theta, n)
-    return n
-
-
-def _check_theta(theta, n: int) -> None:
-    if _shape(theta) not in ((), (n,)):
-        raise ValueError(f"theta must have shape () (ridge: one log weight decay) or (n,) = ({n},) "
-                         f"(one log weight decay per feature), got shape {_shape(theta)}")
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_step_size(step_size) -> None:
-    if step_size is None or isinstance(step_size, jax.core.Tracer):
-        return   # a traced step size cannot be checked here
-    eta = np.asarray(step_size)
-    if eta.shape != () or not np.isfinite(eta) or eta <= 0:
-        raise ValueError(f"step_size must be a finite scalar > 0 (gradient descent converges for "
-                         f"0 < step_size < 2/mu_max(H)), got {step_size!r}")
-
-
-def _check_x0(x0, n: int, dtype):
-    if x0 is None:
-        return jnp.zeros(n, dtype)
-    if _shape(x0) != (n,):
-        raise ValueError(f"x0 must have shape (n,) = ({n},), got shape {_shape(x0)}")
-    return x0
-
-
-def _inner_setup(theta, A, b, num_steps, step_size, x0):
-    """Validated (K, eta, x0) for the inner solvers."""
-    if len(_shape(A)) != 2:
-        raise ValueError(f"A must be a 2-D array of shape (m, n), got shape {_shape(A)}")
-    m, n = _shape(A)
-    if _shape(b) != (m,):
-        raise ValueError(f"b must have shape (m,) = ({m},) to match A of shape {(m, n)}, "
-                         f"got shape {_shape(b)}")
-    _check_theta(theta, n)
-    K = _check_positive_int(num_steps, "num_steps (K)")
-    _check_step_size(step_size)
-    eta = default_step_size(theta, A) if step_size is None else step_size
-    return K, eta, _check_x0(x0, n, jnp.result_type(A, theta))
-
-
-# ------------------------------------------------------------------------------- inner solvers
-
-def unrolled_solve(theta, A, b, *, num_steps: int, step_size=None, x0=None):
-    """x_K after K gradient-descent steps from x0 (default 0), by ``lax.scan``; shape (n,).
-
-    Differentiable in theta by any JAX mode; reverse mode stores every iterate (K x n)."""
-    K, eta, x = _inner_setup(theta, A, b, num_steps, step_size, x0)
-    step = lambda x, _: (gd_step(x, theta, A, b, eta), None)
-    return jax.lax.scan(step, x, None, length=K)[0]
-
-
-def checkpointed_solve(theta, A, b, *, num_steps: int, step_size=None, x0=None,
-                       segment_length: int | None = None):
-    """The same x_K as :func:`unrolled_solve`, computed as K // s segments of s steps (default
-    s = ceil(sqrt(K))), each under ``jax.checkpoint``, then the K mod s remaining steps.
-
-    Reverse mode stores only the K/s segment inputs and, one segment at a time during the
-    backward pass, the s iterates of that segment recomputed: memory O((K/s + s) n), minimal at
-    s ~ sqrt(K), for one extra forward pass."""
-    K, eta, x = _inner_setup(theta, A, b, num_steps, step_size, x0)
-    s = math.ceil(math.sqrt(K)) if segment_length is None else _check_positive_int(
-        segment_length, "segment_length")
-    s = min(s, K)
-    num_segments, rest = divmod(K, s)
-    step = lambda x, _: (gd_step(x, theta, A, b, eta), None)
-
-    @jax.checkpoint   # saves the segment's input only; prevent_cse is not needed under scan
-    def segment(x):
-        return jax.lax.scan(step, x, None, length=s)[0]
-
-    x = jax.lax.scan(lambda x, _: (segment(x), None), x, None, length=num_segments)[0]
-    if rest:
-        x = jax.lax.scan(step, x, None, length=rest)[0]
-    return x
-
-
-def closed_form_solution(theta, A, b):
-    """x*(theta) = (A^T A/m + diag(exp theta))^{-1} A^T b/m by a dense solve; shape (n,)."""
-    m, n = _shape(A)
-    _check_theta(theta, n)
-    H = A.T @ A / m + jnp.diag(jnp.broadcast_to(jnp.exp(theta), (n,)))
-    return jnp.linalg.solve(H, A.T @ b / m)
-
-
-def closed_form_hypergradient(theta, data: BilevelData):
-    """d ell(x*(theta))/dtheta by the IFT in closed form (dense solves), shaped like theta:
-
-        v = H^{-1} grad ell(x*),   grad ell(x) = A_val^T (A_val x - b_val)/m_val,
-        d ell/dtheta = -(dF/dtheta)^T v = -exp(theta) * x* * v   (summed if theta is a scalar).
-    """
-    n = _check_data(theta, data)
-    A, b, A_val, b_val = data
-    m = A.shape[0]
-    H = A.T @ A / m + jnp.diag(jnp.broadcast_to(jnp.exp(theta), (n,)))
-    x = jnp.linalg.solve(H, A.T @ b / m)
-    v = jnp.linalg.solve(H, A_val.T @ (A_val @ x - b_val) / A_val.shape[0])
-    g = -jnp.exp(theta) * x * v
-    return jnp.sum(g) if jnp.ndim(theta) == 0 else g
 
 
 # ---------------------------------------------------------------------- the IFT's linear solve
@@ -286,7 +100,7 @@ def unrolled_hypergradient(theta, data: BilevelData, *, num_steps: int, step_siz
     """jax.grad of theta -> ell(x_K(theta)) through the K unrolled steps; shaped like theta.
 
     Exact for the K-step map; stores the K iterates (memory grows linearly in K)."""
-    _check_data(theta, data)
+    check_data(theta, data)
     return jax.grad(_validation_loss(unrolled_solve, data, num_steps=num_steps,
                                      step_size=step_size, x0=x0))(theta)
 
@@ -295,7 +109,7 @@ def checkpointed_hypergradient(theta, data: BilevelData, *, num_steps: int, step
                                x0=None, segment_length: int | None = None):
     """The unrolled hypergradient (same value, up to rounding) with segments of ``segment_length``
     steps (default ceil(sqrt(K))) recomputed in the backward pass: memory O(sqrt(K) n)."""
-    _check_data(theta, data)
+    check_data(theta, data)
     return jax.grad(_validation_loss(checkpointed_solve, data, num_steps=num_steps,
                                      step_size=step_size, x0=x0,
                                      segment_length=segment_length))(theta)
@@ -304,7 +118,7 @@ def checkpointed_hypergradient(theta, data: BilevelData, *, num_steps: int, step
 def forward_hypergradient(theta, data: BilevelData, *, num_steps: int, step_size=None, x0=None):
     """The unrolled hypergradient by forward mode (jacfwd): one tangent per entry of theta carried
     through the K steps, so no iterate is stored, but time and memory grow with n. For small n."""
-    _check_data(theta, data)
+    check_data(theta, data)
     return jax.jacfwd(_validation_loss(unrolled_solve, data, num_steps=num_steps,
                                        step_size=step_size, x0=x0))(theta)
 
@@ -328,39 +142,85 @@ def implicit_hypergradient(theta, data: BilevelData, *, num_steps: int, step_siz
     solve (few CG/Neumann terms, identity), ``residual_tol=math.inf`` to differentiate at an
     unconverged x_K.
     """
-    n = _check_data(theta, data)
+    n = check_data(theta, data)
     A, b, A_val, b_val = data
-    K = _check_positive_int(num_steps, "num_steps (K)")
-    _check_step_size(step_size)
+    K = check_positive_int(num_steps, "num_steps (K)")
+    check_step_size(step_size)
     eta = default_step_size(theta, A) if step_size is None else step_size
-    x0 = _check_x0(x0, n, jnp.result_type(A, theta))
+    x0 = check_x0(x0, n, jnp.result_type(A, theta))
     root = custom_root(lambda x, t: inner_gradient(x, t, A, b), solve=_linear_solve(solve, eta),
                        solve_rtol=solve_rtol, residual_tol=residual_tol)(
         lambda init, t: unrolled_solve(t, A, b, num_steps=K, step_size=eta, x0=init))
     return jax.grad(lambda t: outer_loss(root(x0, t), A_val, b_val))(theta)
 
 
-#: The four methods, by name, for :func:`hypergradient`.
-METHODS: dict[str, Callable] = {
-    "unrolled": unrolled_hypergradient,
-    "checkpointed": checkpointed_hypergradient,
-    "forward": forward_hypergradient,
-    "implicit": implicit_hypergradient,
-}
+# ------------------------------------------------------------------- the methods as values
+# A method is a small frozen value holding its options (hashable, compared by value, validated
+# when the hypergradient is computed); ``hypergradient(..., method=Implicit(solve=CG()))``.
+
+@dataclasses.dataclass(frozen=True)
+class Unrolled:
+    """Reverse mode through the K steps: :func:`unrolled_hypergradient`."""
+    def __call__(self, theta, data, **inner):
+        return unrolled_hypergradient(theta, data, **inner)
 
 
-def hypergradient(theta, data: BilevelData, *, method: str, num_steps: int, **options):
-    """d ell(x_K(theta))/dtheta by ``method`` (a key of :data:`METHODS`), shaped like theta.
+@dataclasses.dataclass(frozen=True)
+class Checkpointed:
+    """Reverse mode with recomputed segments: :func:`checkpointed_hypergradient`."""
+    segment_length: int | None = None
 
-    ``options`` go to that method's function (e.g. ``solve=`` for "implicit",
-    ``segment_length=`` for "checkpointed"; an option the method does not take is a TypeError).
+    def __call__(self, theta, data, **inner):
+        return checkpointed_hypergradient(theta, data, segment_length=self.segment_length, **inner)
 
-    >>> hypergradient(theta, data, method="implicit", num_steps=1000,
-    ...               solve=CG(maxiter=20), solve_rtol=math.inf)
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """Forward mode through the K steps: :func:`forward_hypergradient`."""
+    def __call__(self, theta, data, **inner):
+        return forward_hypergradient(theta, data, **inner)
+
+
+@dataclasses.dataclass(frozen=True)
+class Implicit:
+    """The IFT at x_K with the linear solve ``solve``: :func:`implicit_hypergradient`."""
+    solve: str | LinearSolver = "dense"
+    solve_rtol: float | None = None
+    residual_tol: float | None = None
+
+    def __call__(self, theta, data, **inner):
+        return implicit_hypergradient(theta, data, solve=self.solve, solve_rtol=self.solve_rtol,
+                                      residual_tol=self.residual_tol, **inner)
+
+
+#: The four methods by name (each name's value built with the options given to hypergradient).
+METHODS: dict[str, type] = {"unrolled": Unrolled, "checkpointed": Checkpointed,
+                            "forward": Forward, "implicit": Implicit}
+
+
+def hypergradient(theta, data: BilevelData, *, method, num_steps: int, step_size=None, x0=None,
+                  **options):
+    """d ell(x_K(theta))/dtheta by ``method``, shaped like theta.
+
+    ``method``: a value (``Unrolled()``, ``Checkpointed(segment_length)``, ``Forward()``,
+    ``Implicit(solve, solve_rtol, residual_tol)``) or its name in :data:`METHODS`, then built
+    with ``options`` (an option the method does not take is a TypeError). K = ``num_steps``
+    gradient-descent steps of size ``step_size`` (default 1/L) from ``x0`` (default 0).
+
+    >>> hypergradient(theta, data, method=Implicit(solve=CG(maxiter=20), solve_rtol=math.inf),
+    ...               num_steps=1000)
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    return METHODS[method](theta, data, num_steps=num_steps, **options)
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+        method = METHODS[method](**options)
+    elif options:
+        raise TypeError(f"options {sorted(options)} go into the method value, e.g. "
+                        f"{type(method).__name__}(...), not to hypergradient")
+    if not isinstance(method, tuple(METHODS.values())):
+        raise TypeError(f"method must be one of {list(METHODS)} or a value of "
+                        f"{[c.__name__ for c in METHODS.values()]}, got {method!r}")
+    return method(theta, data, num_steps=num_steps, step_size=step_size, x0=x0)
 
 
 # ------------------------------------------------------------------------- the outer problem
@@ -376,11 +236,11 @@ def tune_hyperparameters(theta0, data: BilevelData, *, method: str, num_steps: i
     Returns (thetas, losses): shapes (outer_steps + 1, *theta.shape) and (outer_steps + 1,), the
     validation loss ell(x_K(theta_t)) of each iterate. One jit-compiled outer step, run in a loop.
     """
-    T = _check_positive_int(outer_steps, "outer_steps")
+    T = check_positive_int(outer_steps, "outer_steps")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate)
             and learning_rate > 0):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
-    _check_data(theta0, data)
+    check_data(theta0, data)
     theta = jnp.asarray(theta0, jnp.result_type(data.A, theta0))
     eta = options.pop("step_size", None)   # None: 1/L at each theta (default_step_size)
 

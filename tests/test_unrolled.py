@@ -372,3 +372,20 @@ def test_tune_hyperparameters_refuses_an_unconverged_inner_solve():
     with pytest.raises((IFTConditionError, jax.errors.JaxRuntimeError), match="condition 1"):
         tune_hyperparameters(THETA, DATA, method="implicit", num_steps=5, outer_steps=1,
                              learning_rate=0.1)
+
+
+def test_methods_are_frozen_values_equal_to_their_names():
+    from ift_lib.linear_solve import CG
+    from ift_lib.unrolled import Checkpointed, Implicit, Unrolled
+    assert Implicit(solve=CG(maxiter=20)) == Implicit(solve=CG(maxiter=20))
+    assert len({Implicit(), Implicit(), Unrolled(), Checkpointed(3)}) == 3     # hashable by value
+    for name, value in [("unrolled", Unrolled()), ("checkpointed", Checkpointed(segment_length=2)),
+                        ("implicit", Implicit(residual_tol=np.inf))]:
+        options = {k: v for k, v in vars(value).items()}
+        by_name = hypergradient(THETA, DATA, method=name, num_steps=5, step_size=ETA, **options)
+        np.testing.assert_array_equal(
+            by_name, hypergradient(THETA, DATA, method=value, num_steps=5, step_size=ETA))
+    with pytest.raises(TypeError, match="go into the method value"):
+        hypergradient(THETA, DATA, method=Unrolled(), num_steps=3, solve="cg")
+    with pytest.raises(TypeError, match="method must be"):
+        hypergradient(THETA, DATA, method=CG(), num_steps=3)
