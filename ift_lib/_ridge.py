@@ -83,17 +83,23 @@ def shape_of(a) -> tuple:
     return tuple(jnp.shape(a))
 
 
+def _check_regression(A, b, prefix: str) -> int:
+    """A (m, n) and b (m,), or a ValueError naming them (with ``prefix``, e.g. "data."); n."""
+    if len(shape_of(A)) != 2:
+        raise ValueError(f"{prefix}A must be a 2-D array of shape (m, n), got shape {shape_of(A)}")
+    m, n = shape_of(A)
+    if shape_of(b) != (m,):
+        raise ValueError(f"{prefix}b must have shape (m,) = ({m},) to match {prefix}A of shape "
+                         f"{(m, n)}, got shape {shape_of(b)}")
+    return n
+
+
 def check_data(theta, data) -> int:
     """Raise ValueError naming the first badly shaped argument; return n."""
     if not all(hasattr(data, name) for name in BilevelData._fields):
         raise TypeError(f"data must be a BilevelData(A, b, A_val, b_val), got {type(data).__name__}")
     A, b, A_val, b_val = data.A, data.b, data.A_val, data.b_val
-    if len(shape_of(A)) != 2:
-        raise ValueError(f"data.A must be a 2-D array of shape (m, n), got shape {shape_of(A)}")
-    m, n = shape_of(A)
-    if shape_of(b) != (m,):
-        raise ValueError(f"data.b must have shape (m,) = ({m},) to match data.A of shape {(m, n)}, "
-                         f"got shape {shape_of(b)}")
+    n = _check_regression(A, b, "data.")
     if len(shape_of(A_val)) != 2 or shape_of(A_val)[1] != n:
         raise ValueError(f"data.A_val must have shape (m_val, n) with n = {n} (the columns of "
                          f"data.A), got shape {shape_of(A_val)}")
@@ -135,12 +141,7 @@ def check_x0(x0, n: int, dtype):
 
 def inner_setup(theta, A, b, num_steps, step_size, x0):
     """Validated (K, eta, x0) for the inner solvers."""
-    if len(shape_of(A)) != 2:
-        raise ValueError(f"A must be a 2-D array of shape (m, n), got shape {shape_of(A)}")
-    m, n = shape_of(A)
-    if shape_of(b) != (m,):
-        raise ValueError(f"b must have shape (m,) = ({m},) to match A of shape {(m, n)}, "
-                         f"got shape {shape_of(b)}")
+    n = _check_regression(A, b, "")
     check_theta(theta, n)
     K = check_positive_int(num_steps, "num_steps (K)")
     check_step_size(step_size)
