@@ -39,17 +39,24 @@ def newton(F: Callable, init, *params, num_steps: int = 50):
 def bisection(g: Callable, lower, upper, *params, num_steps: int = 60):
     """A root of the scalar function t -> g(t, *params) in [lower, upper], where g changes sign.
 
+    Elementwise: lower and upper may be arrays of brackets (then g must act entrywise, returning
+    the same shape), each halved ``num_steps`` times; the result has their (float) dtype.
+
     Each step halves the bracket with a comparison, so autodiff *through* it sees only
     constants: its derivative with respect to params is exactly 0. With ``custom_root`` the
     derivative is the IFT's. If g(lower) and g(upper) have the same sign there is no bracketed
     root: a ValueError in eager mode, NaN under jit/vmap.
     """
-    lower, upper = jnp.asarray(lower, float), jnp.asarray(upper, float)
+    dtype = jnp.result_type(lower, upper, float)
+    lower, upper = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
     g_lo, g_hi = g(lower, *params), g(upper, *params)
     brackets = jnp.sign(g_lo) * jnp.sign(g_hi) <= 0
     if is_concrete((g_lo, g_hi)) and not bool(jnp.all(brackets)):
-        raise ValueError(f"bisection: g(lower) = {float(g_lo):.3g} and g(upper) = {float(g_hi):.3g} "
-                         "have the same sign, so [lower, upper] brackets no root")
+        bad = int(jnp.argmin(brackets.reshape(-1)))
+        raise ValueError(f"bisection: g(lower) = {float(g_lo.reshape(-1)[bad]):.3g} and g(upper) = "
+                         f"{float(g_hi.reshape(-1)[bad]):.3g} have the same sign, so "
+                         f"[lower, upper] brackets no root" + (f" (entry {bad} of {brackets.size})"
+                                                                if brackets.size > 1 else ""))
 
     def step(_, bracket):
         lo, hi = bracket

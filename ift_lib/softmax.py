@@ -26,6 +26,7 @@ import numpy as np
 from ift_lib._checks import host_check, is_concrete, tie
 from ift_lib.implicit import custom_root
 from ift_lib.linear_solve import LinearSolver
+from ift_lib.root_finding import bisection
 
 __all__ = ["softmax", "sparsemax", "softmax_kkt_full", "softmax_kkt_reduced", "softmax_kkt_log",
            "softmax_kkt_point", "softmax_mirror_descent", "sparsemax_kkt_full",
@@ -240,14 +241,7 @@ def _threshold(theta):
     def excess(tau):
         return jnp.sum(jnp.maximum(theta - tau, 0.0), axis=-1, keepdims=True) - 1.0
 
-    def halve(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        above = excess(mid) >= 0
-        return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
-
-    num_halvings = jnp.finfo(theta.dtype).nmant + 10
-    tau, _ = jax.lax.fori_loop(0, num_halvings, halve, (top - 1.0, top))
+    tau = bisection(excess, top - 1.0, top, num_steps=jnp.finfo(theta.dtype).nmant + 10)
     for values in (theta, theta_in):
         support = theta > tau
         size = jnp.sum(support, axis=-1, keepdims=True)
