@@ -93,8 +93,9 @@ class _Checks:
     fails. With y the solve's result for right-hand side b and matrix A = dF/dx:
       condition 1   max |F(sol)| <= residual_tol;
       condition 3   y finite, and the solve's size bound sigma_min(A) <= |b| / |y| above
-                    rank_rtol x scale, where scale >= |A v|, |dF/dargs^T u| for fixed probes v,
-                    u (lower bounds, so a failure reported here is a genuine one); the size
+                    rank_rtol x scale, where scale >= |A v|, |dF/dargs_S^T u| for fixed probes v,
+                    u and S the arguments no larger than x (lower bounds, so a failure reported
+                    here is a genuine one); the size
                     bound is used only when the solve is accurate (relative residual <= 1e-3);
       the solve     |A y - b| <= solve_rtol |b|.
     """
@@ -175,10 +176,15 @@ class _Checks:
 
 
 def _args_scale(F_args: Callable, p: tuple, kw: dict, fx: PyTree):
-    """|(dF/dargs)^T u| for a fixed unit probe u in equation space: a lower bound on the size of
-    dF/dargs, at the cost of one reverse pass through F (no tangent as large as the arguments)."""
+    """|(dF/dargs_S)^T u| for a fixed unit probe u in equation space, over the floating arguments
+    S no larger than the m equations: a lower bound on the size of dF/dargs (a subset of its
+    columns), at the cost of one reverse pass through F. Larger arguments (a data matrix, say)
+    are left out: their cotangents cost more than the whole derivative (an (m_A, n) outer
+    product per probe), and for them the scale falls back on |dF/dx v|."""
     leaves, treedef = jax.tree.flatten((p, kw))
-    diff = [i for i, l in enumerate(leaves) if jnp.issubdtype(jnp.result_type(l), jnp.inexact)]
+    m = ravel_pytree(fx)[0].size
+    diff = [i for i, l in enumerate(leaves) if jnp.issubdtype(jnp.result_type(l), jnp.inexact)
+            and np.size(l) <= max(m, 1)]
     if not diff:
         return jnp.zeros((), ravel_pytree(fx)[0].dtype)
 
