@@ -147,6 +147,21 @@ def _crf_single(unary, pairwise):
     return jax.grad(chain_log_partition, argnums=(0, 1))(unary, per_step)
 
 
+def _hmm_single(initial, transition, ll):
+    return chain_log_partition(*_hmm_as_crf(initial, transition, ll))
+
+
+# The computations, compiled once per shape (the checks above run before, in Python). The batch
+# axes are those of the last argument (all arguments are broadcast to them).
+_crf_lp_core = jax.jit(lambda u, w: _over_batch(chain_log_partition, u.shape[:-2], u, w))
+_crf_marg_core = jax.jit(lambda u, w: _over_batch(_crf_single, u.shape[:-2], u, w))
+_lp_core = jax.jit(lambda i, a, l: _over_batch(_hmm_single, l.shape[:-2], i, a, l))
+_marg_core = jax.jit(lambda i, a, l: _over_batch(
+    lambda i_, a_, l_: jax.grad(_hmm_single, argnums=2)(i_, a_, l_), l.shape[:-2], i, a, l))
+_pair_core = jax.jit(lambda i, a, l: _over_batch(
+    lambda *x: _crf_single(*_hmm_as_crf(*x))[1], l.shape[:-2], i, a, l))
+
+
 def crf_log_partition(unary, pairwise):
     """log Z of a linear-chain CRF:  log sum_z exp( sum_t unary[t, z_t]
     + sum_{t<T} pairwise[(t,) z_t, z_{t+1}] ).
@@ -160,8 +175,8 @@ def crf_log_partition(unary, pairwise):
     Returns:
       (...,) log Z, one per chain of the broadcast batch.
     """
-    unary, pairwise, batch = _crf_inputs(unary, pairwise, "crf_log_partition")
-    return _over_batch(chain_log_partition, batch, unary, pairwise)
+    unary, pairwise, _ = _crf_inputs(unary, pairwise, "crf_log_partition")
+    return _crf_lp_core(unary, pairwise)
 
 
 def crf_marginals(unary, pairwise):
@@ -172,8 +187,8 @@ def crf_marginals(unary, pairwise):
       (..., T-1, K, K) = d log Z / d pairwise_t = p(z_t = i, z_{t+1} = j) (per step, also when
       ``pairwise`` is shared).
     """
-    unary, pairwise, batch = _crf_inputs(unary, pairwise, "crf_marginals")
-    return _over_batch(_crf_single, batch, unary, pairwise)
+    unary, pairwise, _ = _crf_inputs(unary, pairwise, "crf_marginals")
+    return _crf_marg_core(unary, pairwise)
 
 
 # ----------------------------------------------------------------------------- HMM
@@ -192,7 +207,7 @@ def _hmm_as_crf(initial, transition, ll):
 
 def log_partition(initial, transition, log_likelihoods):
     """log p(x_{1:T}) of an HMM: the forward algorithm in log space, messages normalised at
-    every step (O(T K^2) time, accurate for T = 1e4 with log-likelihoods around -1e3).
+    every step (O(T K^2) time; in float64 accurate for T = 1e4 with log-likelihoods around -1e3).
 
         log p(x) = log sum_z p(z_1) prod_t p(z_{t+1} | z_t) prod_t p(x_t | z_t)
 
@@ -208,29 +223,21 @@ def log_partition(initial, transition, log_likelihoods):
       ``initial`` not summing to one, NaN/+inf log-likelihoods. The derivative with respect to
       a zero probability is not defined (log 0); use the marginals for that.
     """
-    initial, transition, ll, batch = _hmm_inputs(initial, transition, log_likelihoods,
-                                                 "log_partition")
-    return _over_batch(lambda *a: chain_log_partition(*_hmm_as_crf(*a)), batch,
-                       initial, transition, ll)
+    return _lp_core(*_hmm_inputs(initial, transition, log_likelihoods, "log_partition")[:3])
 
 
 def marginals(initial, transition, log_likelihoods):
     """Posterior marginals p(z_t = k | x_{1:T}) = d log p(x) / d log_likelihoods[t, k], computed
     by jax.grad of the forward algorithm (reverse mode of the forward pass is the backward pass
     of forward-backward). Shapes as :func:`log_partition`; returns (..., T, K)."""
-    initial, transition, ll, batch = _hmm_inputs(initial, transition, log_likelihoods, "marginals")
-    single = jax.grad(lambda ll_, i, a: chain_log_partition(*_hmm_as_crf(i, a, ll_)))
-    return _over_batch(lambda i, a, l: single(l, i, a), batch, initial, transition, ll)
+    return _marg_core(*_hmm_inputs(initial, transition, log_likelihoods, "marginals")[:3])
 
 
 def pair_marginals(initial, transition, log_likelihoods):
     """p(z_t = i, z_{t+1} = j | x) = d log p(x) / d log A_t[i, j], the gradient with respect to
     a per-step copy A_t of log transition. Shapes as :func:`log_partition`; returns
     (..., T-1, K, K)."""
-    initial, transition, ll, batch = _hmm_inputs(initial, transition, log_likelihoods,
-                                                 "pair_marginals")
-    return _over_batch(lambda *a: _crf_single(*_hmm_as_crf(*a))[1], batch,
-                       initial, transition, ll)
+    return _pair_core(*_hmm_inputs(initial, transition, log_likelihoods, "pair_marginals")[:3])
 
 
 # ----------------------------------------------------------------------------- exponential families
