@@ -152,7 +152,7 @@ def _hmm_single(initial, transition, ll):
 
 
 # The computations, compiled once per shape (the checks above run before, in Python). The batch
-# axes are those of the last argument (all arguments are broadcast to them).
+# axes are read off the scores (unary, log_likelihoods); every argument is already broadcast.
 _crf_lp_core = jax.jit(lambda u, w: _over_batch(chain_log_partition, u.shape[:-2], u, w))
 _crf_marg_core = jax.jit(lambda u, w: _over_batch(_crf_single, u.shape[:-2], u, w))
 _lp_core = jax.jit(lambda i, a, l: _over_batch(_hmm_single, l.shape[:-2], i, a, l))
