@@ -197,14 +197,14 @@ def _softmax_by_custom_root(solve, check):
     return one
 
 
-def softmax(theta, axis: int = -1, *, solve: str | LinearSolver = "schur", check: bool = True):
+def softmax(theta, axis: int = -1, *, solve: str | LinearSolver | None = None, check: bool = True):
     """z = softmax(theta) along ``axis``: the solution of min -z.theta + sum z log z on the simplex.
 
     Value: the KKT point z = exp(theta - lse(theta)) (stable for any finite theta). Derivative:
     the IFT on the log-space KKT system ``softmax_kkt_log``, dz = z * (dtheta - z.dtheta), i.e.
     J = diag(z) - z z^T. ``solve`` picks how that KKT system is solved:
 
-    * ``"schur"`` (default): block elimination by hand, O(n) per derivative;
+    * ``None`` (default): block elimination by hand (the Schur complement), O(n) per derivative;
     * any ``ift_lib.linear_solve`` name or callable (``"dense"``, ``"gmres"``, ...): the generic
       ``custom_root`` path on the (n + 1)-equation system, with its IFT checks (dense: forms
       the (n + 1) x (n + 1) matrix, O(n^2), and factors it, O(n^3)).
@@ -218,7 +218,7 @@ def softmax(theta, axis: int = -1, *, solve: str | LinearSolver = "schur", check
     t = _prepare(theta, axis, "softmax")
     if check:
         t = _check_finite(t, "softmax")
-    if solve == "schur":
+    if solve is None:
         z = _softmax_schur(t)
     else:
         one = _softmax_by_custom_root(solve, bool(check))
