@@ -9,6 +9,7 @@ import html
 import io
 import math
 import numbers
+import pathlib
 import re
 
 import anywidget
@@ -23,6 +24,16 @@ FALLBACK_CLASS = "ift-widget-fallback"   # the widgets' CSS hides it once the li
 
 
 # ----------------------------------------------------------------------------- formatting
+
+_HERE = pathlib.Path(__file__).parent
+
+
+def bundle(filename: str) -> str:
+    """A widget's JavaScript (``.js``) or stylesheet (``.css``) with the shared ``_common.js`` /
+    ``_common.css`` in front: the helpers every widget uses are written once."""
+    suffix = pathlib.Path(filename).suffix
+    return (_HERE / f"_common{suffix}").read_text() + "\n" + (_HERE / filename).read_text()
+
 
 def fmt_fixed(v: float, decimals: int = 2) -> str:
     """Fixed decimals, typographic minus, no '-0.00' (the rule of the widgets' JavaScript fmt)."""

@@ -12,7 +12,6 @@
  * precision (data-dxdtheta is "" where the IFT does not apply), for tests and curious readers.
  */
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const SIZE = 320;           // side of the square drawing, SVG user units (~ CSS px)
 const RANGE = 1.45;         // math units visible either side of the origin
 const TANGENT_HALF = 0.9;   // half-length of the drawn tangent segment, math units
@@ -26,23 +25,6 @@ const toSvg = (t, x) => [((t + RANGE) / (2 * RANGE)) * SIZE, ((RANGE - x) / (2 *
 
 /** SVG user coordinates -> math coordinates. */
 const fromSvg = (u, v) => [(u / SIZE) * 2 * RANGE - RANGE, RANGE - (v / SIZE) * 2 * RANGE];
-
-/** Create an SVG element with attributes, appended to parent. */
-function svgEl(tag, attrs, parent) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  parent.appendChild(node);
-  return node;
-}
-
-/** Create an HTML element with a class (and optional text), appended to parent. */
-function htmlEl(tag, className, parent, text = "") {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  parent.appendChild(node);
-  return node;
-}
 
 /** 4 decimals, typographic minus, never "-0.0000" (same rule as _fmt in circle.py). */
 function fmt(v) {
@@ -142,7 +124,7 @@ function buildPanel(parent) {
 /* ------------------------------------------------------------------ the widget */
 
 function render({ model, el }) {
-  const root = htmlEl("div", "ift-circle-widget", el);
+  const root = widgetRoot(el, "ift-circle-widget");
   const parts = buildPlot(root);
   const panel = buildPanel(root);
   let angles = [];        // angle of each sample, for snapping the pointer
@@ -269,16 +251,9 @@ function render({ model, el }) {
     setIndex(model.get("index") + steps * (ev.shiftKey ? 10 : 1));
   });
 
-  model.on("change:index", draw);
-  model.on("change:table", applyTable);
-  model.on("change:palette", applyPalette);
   applyTable();
   applyPalette();
-  return () => {
-    model.off("change:index", draw);
-    model.off("change:table", applyTable);
-    model.off("change:palette", applyPalette);
-  };
+  return listen(model, { "change:index": draw, "change:table": applyTable, "change:palette": applyPalette });
 }
 
 export default { render };

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import pathlib
 
 import jax
 import traitlets
@@ -10,11 +9,10 @@ from matplotlib.figure import Figure
 
 from ift_lib.circle import circle_table
 from ift_lib.plotting import PALETTE, book_style
-from ift_lib.widgets._base import IFTWidget, check_int, check_real, fmt_fixed
+from ift_lib.widgets._base import IFTWidget, bundle, check_int, check_real, fmt_fixed
 
 __all__ = ["CircleWidget"]
 
-_HERE = pathlib.Path(__file__).parent
 _MAX_POINTS = 3600   # the table is stored in the notebook and in the page: keep it small
 _ARC_DECIMALS = 4    # the arc is only drawn; every displayed number keeps full float64 precision
 
@@ -41,8 +39,8 @@ class CircleWidget(IFTWidget):
             where the IFT fails, are samples), between 4 and 3600.
     """
 
-    _esm = _HERE / "circle.js"
-    _css = _HERE / "circle.css"
+    _esm = bundle("circle.js")
+    _css = bundle("circle.css")
 
     index = traitlets.Int(0).tag(sync=True)
 

@@ -21,7 +21,6 @@
  * data-ift-bytes and data-bytes-measured, for tests and curious readers.
  */
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const PLANE = { width: 292, height: 304, left: 34, top: 20, side: 250 };   // square plot area
 const ERR = { width: 300, height: 176, left: 42, right: 12, top: 8, bottom: 30 };
 const MEM = { width: 300, height: 64, label: 62, bar: 150, row: 26 };
@@ -30,23 +29,6 @@ const SUP = { "-": "\u207b", 0: "\u2070", 1: "\u00b9", 2: "\u00b2", 3: "\u00b3",
   5: "\u2075", 6: "\u2076", 7: "\u2077", 8: "\u2078", 9: "\u2079" };
 
 /* ------------------------------------------------------------------ helpers */
-
-/** Create an SVG element with attributes, appended to parent. */
-function svgEl(tag, attrs, parent) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  parent.appendChild(node);
-  return node;
-}
-
-/** Create an HTML element with a class (and optional text), appended to parent. */
-function htmlEl(tag, className, parent, text = "") {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  parent.appendChild(node);
-  return node;
-}
 
 const sup = (n) => String(n).split("").map((c) => SUP[c]).join("");
 const minus = (s) => s.replace(/-/g, "\u2212");
@@ -193,7 +175,8 @@ function buildReadout(root) {
 /* ------------------------------------------------------------------ the widget */
 
 function render({ model, el }) {
-  const root = htmlEl("div", "ift-k-widget", el);
+  const root = widgetRoot(el, "ift-k-widget");
+  const setTrait = traitSetter(model);
   const controls = buildControls(root);
   const row = htmlEl("div", "ift-row", root);
   const plane = buildPlane(row);
@@ -382,25 +365,12 @@ function render({ model, el }) {
       + `${fmtErr(t.rel_ift[i])}; memory unrolled ${approx}${fmtBytes(ub)}, IFT ${approx}${fmtBytes(ib)}.`;
   }
 
-  /** Set a synced trait and tell the kernel, if there is one. */
-  function setTrait(name, value) {
-    if (value === model.get(name)) return;
-    model.set(name, value);
-    model.save_changes();
-  }
 
   controls.slider.addEventListener("input", () => setTrait("k_index", Number(controls.slider.value)));
 
-  model.on("change:k_index", draw);
-  model.on("change:table", applyTable);
-  model.on("change:palette", applyPalette);
   applyPalette();
   applyTable();
-  return () => {
-    model.off("change:k_index", draw);
-    model.off("change:table", applyTable);
-    model.off("change:palette", applyPalette);
-  };
+  return listen(model, { "change:k_index": draw, "change:table": applyTable, "change:palette": applyPalette });
 }
 
 export default { render };

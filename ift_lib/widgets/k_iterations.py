@@ -4,7 +4,6 @@ memory of each. The numbers are computed in :mod:`ift_lib.widgets._k_iterations_
 from __future__ import annotations
 
 import math
-import pathlib
 
 import jax
 import numpy as np
@@ -13,13 +12,12 @@ from matplotlib.figure import Figure
 
 from ift_lib.plotting import PALETTE, book_style
 from ift_lib.unrolled import BilevelData
-from ift_lib.widgets._base import IFTWidget, check_int, check_real
+from ift_lib.widgets._base import IFTWidget, bundle, check_int, check_real
 from ift_lib.widgets._k_iterations_table import (
     _K_MAX_LIMIT, _MEMORY_N, _lambda_max, k_grid, k_iterations_table, memory_table, problem)
 
 __all__ = ["KIterationsWidget", "problem", "k_grid", "memory_table", "k_iterations_table"]
 
-_HERE = pathlib.Path(__file__).parent
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -93,8 +91,8 @@ class KIterationsWidget(IFTWidget):
             int from 257 to 4000 (for n <= 256 custom_root's dense checks would add O(n^2)).
     """
 
-    _esm = _HERE / "k_iterations.js"
-    _css = _HERE / "k_iterations.css"
+    _esm = bundle("k_iterations.js")
+    _css = bundle("k_iterations.css")
 
     k_index = traitlets.Int(0).tag(sync=True)
     _compact_svg = True   # the fallback SVG: text as text, path coordinates rounded

@@ -19,30 +19,12 @@
  * precision, for tests and curious readers.
  */
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const BAR = { width: 292, height: 150, left: 30, right: 6, top: 18, bottom: 22 };
 const CELL = 34;            // side of a Jacobian cell, SVG user units (~ CSS px)
 const HEAT_PAD = 18;        // room for the row / column labels of a heatmap
 const SCALE = { width: 58, barWidth: 12 };   // the shared colour bar
 
 /* ------------------------------------------------------------------ helpers */
-
-/** Create an SVG element with attributes, appended to parent. */
-function svgEl(tag, attrs, parent) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  parent.appendChild(node);
-  return node;
-}
-
-/** Create an HTML element with a class (and optional text), appended to parent. */
-function htmlEl(tag, className, parent, text = "") {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  parent.appendChild(node);
-  return node;
-}
 
 /** Fixed decimals, typographic minus, never "-0.00" (same rule as _fmt in softmax.py). */
 function fmt(v, decimals = 2) {
@@ -194,7 +176,8 @@ function buildScale(parent) {
 function render({ model, el }) {
   const table0 = model.get("table");
   const n = table0.n || 5;
-  const root = htmlEl("div", "ift-softmax-widget", el);
+  const root = widgetRoot(el, "ift-softmax-widget");
+  const setTrait = traitSetter(model);
   const controls = buildControls(root);
   const barRow = htmlEl("div", "ift-row ift-bar-row", root);
   const soft = buildBars(barRow, "softmax(\u03b8/T)", "Bar chart of softmax(\u03b8/T)", n);
@@ -339,27 +322,12 @@ function render({ model, el }) {
       + `sparsemax (${s.map((v) => fmt(v)).join(", ")}), support size ${size}.`;
   }
 
-  /** Set a synced trait and tell the kernel, if there is one. */
-  function setTrait(name, value) {
-    if (value === model.get(name)) return;
-    model.set(name, value);
-    model.save_changes();
-  }
 
   controls.slider.addEventListener("input", () => setTrait("t_index", Number(controls.slider.value)));
 
-  model.on("change:preset", draw);
-  model.on("change:t_index", draw);
-  model.on("change:table", applyTable);
-  model.on("change:palette", applyPalette);
   applyTable();
   applyPalette();
-  return () => {
-    model.off("change:preset", draw);
-    model.off("change:t_index", draw);
-    model.off("change:table", applyTable);
-    model.off("change:palette", applyPalette);
-  };
+  return listen(model, { "change:preset": draw, "change:t_index": draw, "change:table": applyTable, "change:palette": applyPalette });
 }
 
 export default { render };

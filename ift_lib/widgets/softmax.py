@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +12,10 @@ from matplotlib.figure import Figure
 
 from ift_lib.plotting import PALETTE, book_style
 from ift_lib.softmax import softmax, sparsemax, sparsemax_threshold
-from ift_lib.widgets._base import IFTWidget, check_int, check_real, fmt_fixed, round_sig
+from ift_lib.widgets._base import IFTWidget, bundle, check_int, check_real, fmt_fixed, round_sig
 
 __all__ = ["SoftmaxWidget", "PRESETS"]
 
-_HERE = pathlib.Path(__file__).parent
 N = 5                      # length of every score vector theta
 _MAX_TEMPERATURES = 121    # the table is stored in the notebook and in the page: keep it small
 _T_BOUNDS = (1e-3, 1e3)    # allowed temperature range
@@ -145,8 +143,8 @@ class SoftmaxWidget(IFTWidget):
             significant digits (those rounded values are the ones used).
     """
 
-    _esm = _HERE / "softmax.js"
-    _css = _HERE / "softmax.css"
+    _esm = bundle("softmax.js")
+    _css = bundle("softmax.css")
 
     preset = traitlets.Int(0).tag(sync=True)
     t_index = traitlets.Int(0).tag(sync=True)
