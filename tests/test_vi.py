@@ -106,9 +106,11 @@ def test_refined_elbo_at_least_amortized_and_training_methods_run():
     params = (vi.init_mlp(jax.random.PRNGKey(1), (3, 4, 4)), vi.init_mlp(jax.random.PRNGKey(2), (2, 5, 3)))
     a, r = jax.jit(vi.evaluate)(params, data)
     assert np.all(np.asarray(r) >= np.asarray(a))
-    for method in vi.METHODS:
-        _, hist = vi.train(params, data, method=method, num_epochs=3, eval_every=3, num_steps=3)
-        assert np.all(np.isfinite(hist["elbo_refined"])) and hist["epoch"].tolist() == [0, 3]
+    for method in ("amortized", "unrolled", "ift-kl"):
+        value = vi.loss(params, data, method=method, step=0.05, num_steps=3)
+        assert np.isfinite(float(value)), method
+    _, hist = vi.train(params, data, method="ift-elbo", num_epochs=2, eval_every=2, num_steps=3)
+    assert np.all(np.isfinite(hist["elbo_refined"])) and hist["epoch"].tolist() == [0, 2]
 
 
 def test_bad_inputs_name_the_argument():
