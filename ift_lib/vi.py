@@ -94,7 +94,7 @@ def elbo(lam, theta: Params, x, eps, gamma):
       eps: (S, d) fixed standard-normal draws (the reparameterization noise).
       gamma: scalar > 0, the observation variance.
     Returns:
-      ELBO, a scalar (a lower bound on log p(x) as S -> infinity; exact-in-expectation for any S).
+      a scalar: for random eps an unbiased estimate of the ELBO, a lower bound on log p(x).
     """
     _check(lam, theta, x, eps, gamma)
     m, logv = split(lam)
@@ -131,13 +131,15 @@ def _count(value, name: str, minimum: int = 1) -> int:
 
 def solve_inner(lam0, theta: Params, x, eps, gamma, *, num_steps: int = 30):
     """An inner optimum by ``num_steps`` safeguarded Newton steps (not meant to be
-    differentiated: see :func:`refine`). Each step goes along d = |H|^{-1} F, with H = V diag(mu)
-    V^T the (2d, 2d) Hessian of the ELBO and |H| = V diag(max(|mu|, 1e-6 (1 + max|mu|))) V^T (Newton's step
-    where H is negative definite, an ascent direction everywhere), and takes the longest of the step lengths 1, 1/2,
-    ..., 2^-19 that raises the ELBO (or the full step, if it halves max |F| while lowering the
-    ELBO by at most 1e-12 (1 + |ELBO|), i.e. at rounding level); none: it stays. So ELBO(result) >= ELBO(lam0) up to
-    rounding, and near a strict maximum the steps are Newton's (quadratic convergence).
-    Shape (2d,)."""
+    differentiated: see :func:`refine`). Shape (2d,).
+
+    Each step goes along d = |H|^{-1} F, with H = V diag(mu) V^T the (2d, 2d) Hessian of the
+    ELBO and |H| = V diag(max(|mu|, 1e-6 (1 + max|mu|))) V^T: Newton's step where H is negative
+    definite, an ascent direction everywhere. It takes the longest of the lengths 1, 1/2, ...,
+    2^-19 that raises the ELBO (or the full step, if it halves max |F| while lowering the ELBO
+    by at most 1e-12 (1 + |ELBO|), i.e. at rounding level); if none does, it stays. So
+    ELBO(result) >= ELBO(lam0) up to rounding, and near a strict maximum the steps are
+    Newton's (quadratic convergence)."""
     _check(lam0, theta, x, eps, gamma)
     return _solve_inner(lam0, theta, x, eps, gamma, _count(num_steps, "num_steps"))
 
@@ -236,20 +238,20 @@ def loss(params, data: Dataset, *, method: str, step: float, num_steps: int,
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     phi, theta = params
     lam0 = mlp(phi, data.x)                                             # (N, 2d)
-    per_ex = lambda f, *a: jax.vmap(f, in_axes=(0, None, 0, 0, None) + (0,) * len(a))
+    batch_elbo = jax.vmap(elbo, in_axes=(0, None, 0, 0, None))
     if method == "amortized":
-        return -jnp.mean(per_ex(elbo)(lam0, theta, data.x, data.eps, data.gamma))
+        return -jnp.mean(batch_elbo(lam0, theta, data.x, data.eps, data.gamma))
     if method == "unrolled":
         lamK = jax.vmap(lambda l, x, e: inner_steps(l, theta, x, e, data.gamma, step=step,
                                                     num_steps=num_steps))(lam0, data.x, data.eps)
-        return -jnp.mean(per_ex(elbo)(lamK, theta, data.x, data.eps, data.gamma))
+        return -jnp.mean(batch_elbo(lamK, theta, data.x, data.eps, data.gamma))
     lam_star = jax.vmap(lambda l, x, e: refine(l, theta, x, e, data.gamma,
                                                num_steps=newton_steps))(
         jax.lax.stop_gradient(lam0), data.x, data.eps)
-    decoder = -jnp.mean(per_ex(elbo)(lam_star, theta, data.x, data.eps, data.gamma))
+    decoder = -jnp.mean(batch_elbo(lam_star, theta, data.x, data.eps, data.gamma))
     if method == "ift-elbo":
         th = jax.lax.stop_gradient(theta)
-        encoder = -jnp.mean(per_ex(elbo)(lam0, th, data.x, data.eps, data.gamma))
+        encoder = -jnp.mean(batch_elbo(lam0, th, data.x, data.eps, data.gamma))
     else:
         encoder = jnp.mean(jax.vmap(gaussian_kl)(jax.lax.stop_gradient(lam_star), lam0))
     return decoder + encoder
