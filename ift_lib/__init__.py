@@ -11,14 +11,15 @@
   measure       compiled memory and wall time
   plotting      the book's figure style
   circle (Ch. 1), softmax (Ch. 2), qp (Ch. 3), unrolled (Ch. 4), hmm (Ch. 5: exponential
-  families, HMMs and CRFs, marginals as gradients), widgets
+  families, HMMs and CRFs, marginals as gradients), vi (Ch. 5b: semi-amortized variational
+  inference), widgets
 """
 import importlib
 
 from ift_lib import bounds, diagnose, implicit, linear_solve, measure, root_finding
 from ift_lib.implicit import (IFTConditionError, IFTReport, check_ift, custom_fixed_point,
                               custom_root, jacobian_in_x, root_jvp, root_vjp)
-from ift_lib import circle, hmm, qp, softmax, unrolled  # noqa: E402  (chapter modules last)
+from ift_lib import circle, hmm, qp, softmax, unrolled, vi  # noqa: E402  (chapter modules last)
 
 #: Imported on first use (they load matplotlib and anywidget, about a second).
 _LAZY_MODULES = ("plotting", "widgets")
@@ -37,4 +38,4 @@ __version__ = "0.2.0"
 __all__ = ["custom_root", "custom_fixed_point", "root_jvp", "root_vjp", "check_ift",
            "jacobian_in_x", "IFTReport", "IFTConditionError", "bounds", "diagnose", "implicit",
            "linear_solve", "measure", "plotting", "root_finding", "circle", "hmm", "qp", "softmax",
-           "unrolled", "widgets"]
+           "unrolled", "vi", "widgets"]
