@@ -1,4 +1,4 @@
-"""Chapter 5.1: semi-amortized variational inference (SAVI), and what the IFT says about it.
+"""Chapter 5b: semi-amortized variational inference (SAVI), and what the IFT says about it.
 
 Model (d latent, D observed dimensions):  z ~ N(0, I_d),  x | z ~ N(MLP_theta(z), gamma I_D).
 Variational family q(z) = N(m, diag(exp(logv))), parameters lam = concat(m, logv), shape (2d,).
