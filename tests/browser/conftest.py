@@ -88,17 +88,24 @@ def base_url(book_dir):
 
 
 @pytest.fixture(scope="session")
-def browser():
+def chromium():
+    """Headless Chromium (Debian's), for any page."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    """Chromium for the built book's pages, which need the npm copies of the widget JavaScript."""
     missing = [str(p) for p in (NODE_MODULES / "requirejs" / "require.js",
                                 NODE_MODULES / "@jupyter-widgets" / "html-manager" / "dist" / "embed-amd.js",
                                 NODE_MODULES / "anywidget" / "dist" / "index.js") if not p.is_file()]
     if missing:
         pytest.fail(f"Missing npm copies of the widget JavaScript {missing}: run "
                     f"`npm ci --prefix tests/browser` first.", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    return chromium
 
 
 class PageMonitor:

@@ -78,3 +78,31 @@ def open_static_fallback(page, base_url: str, widget: WidgetPage, artifact: Path
     assert any("require" in url for url in page.monitor.blocked)
     screenshot(fallback, artifact, min_bytes=1_000)
     return image.get_attribute("alt")
+
+
+# ------------------------------------------------- the circle widget (book and JupyterLab)
+
+def circle_point_on_screen(widget, phi_deg: float) -> tuple[float, float]:
+    """Viewport coordinates of the point at angle phi on the drawn circle."""
+    return tuple(widget.evaluate("""(root, phi) => {
+        const c = root.querySelector('.ift-curve');
+        const a = phi * Math.PI / 180, r = c.r.baseVal.value;
+        const p = new DOMPoint(c.cx.baseVal.value + r * Math.cos(a), c.cy.baseVal.value - r * Math.sin(a));
+        const q = p.matrixTransform(c.getScreenCTM());
+        return [q.x, q.y];
+    }""", phi_deg))
+
+
+def circle_handle_center(page) -> tuple[float, float]:
+    box = page.locator(".ift-circle-widget .ift-handle").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def drag_circle_handle_to(page, widget, phi_deg: float, steps: int = 15):
+    """Press on the handle, move in steps to the circle point at angle phi, release."""
+    x0, y0 = circle_handle_center(page)
+    x1, y1 = circle_point_on_screen(widget, phi_deg)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=steps)
+    page.mouse.up()

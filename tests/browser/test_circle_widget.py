@@ -21,30 +21,9 @@ def state(widget) -> dict:
     return helpers.dataset(widget)
 
 
-def circle_point_on_screen(widget, phi_deg: float) -> tuple[float, float]:
-    """Viewport coordinates of the point at angle phi on the drawn circle."""
-    return tuple(widget.evaluate("""(root, phi) => {
-        const c = root.querySelector('.ift-curve');
-        const a = phi * Math.PI / 180, r = c.r.baseVal.value;
-        const p = new DOMPoint(c.cx.baseVal.value + r * Math.cos(a), c.cy.baseVal.value - r * Math.sin(a));
-        const q = p.matrixTransform(c.getScreenCTM());
-        return [q.x, q.y];
-    }""", phi_deg))
-
-
-def handle_center(page) -> tuple[float, float]:
-    box = page.locator(".ift-circle-widget .ift-handle").bounding_box()
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def drag_handle_to(page, widget, phi_deg: float, steps: int = 15):
-    """Press on the handle, move in steps to the circle point at angle phi, release."""
-    x0, y0 = handle_center(page)
-    x1, y1 = circle_point_on_screen(widget, phi_deg)
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x1, y1, steps=steps)
-    page.mouse.up()
+circle_point_on_screen = helpers.circle_point_on_screen
+handle_center = helpers.circle_handle_center
+drag_handle_to = helpers.drag_circle_handle_to
 
 
 def panel_text(widget) -> str:
