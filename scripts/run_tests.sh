@@ -2,7 +2,8 @@
 # Set up .venv (if needed) and run every test: build the book (-W), then one pytest run with
 #   ift_lib unit tests, nbval (strict) over chapters/, and the browser tests of the built HTML,
 # then nbval over chapters/ once more with XLA generating SSE4.2-only kernels: another CPU's
-# rounding, so that no stored output depends on this machine's last bits.
+# rounding, so that no stored output depends on this machine's last bits; then the Binder path
+# (scripts/binder_path.sh: a fresh venv from requirements.txt alone runs Chapter 1).
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
@@ -21,3 +22,6 @@ python -m pytest tests chapters --browser --nbval --nbval-sanitize-with tests/nb
 echo "== nbval (strict) again, as another CPU would round: XLA_FLAGS=--xla_cpu_max_isa=SSE4_2"
 XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_max_isa=SSE4_2" python -m pytest chapters --nbval \
   --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider -q
+
+echo "== the Binder path: a fresh venv from requirements.txt alone, Chapter 1 run from elsewhere"
+bash scripts/binder_path.sh
