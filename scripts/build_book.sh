@@ -9,6 +9,20 @@ lib_hash="$(find ift_lib -type f \( -name '*.py' -o -name '*.js' -o -name '*.css
 if [ "$(cat _build/.ift_lib-hash 2>/dev/null)" != "$lib_hash" ]; then
   rm -rf _build/.jupyter_cache
 fi
+# The HTML serves its own JavaScript (require.js, the widget manager, anywidget, MathJax), so it
+# works with no network: npm installs the pinned versions (vendor/package-lock.json) once, and
+# _ext/offline_assets.py copies them into _build/html/_static/vendor/.
+if ! command -v npm >/dev/null; then
+  echo "!! the book build needs Node.js/npm (the pages' JavaScript comes from npm packages): install nodejs and npm" >&2
+  exit 1
+fi
+lock_hash="$(sha256sum vendor/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat vendor/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  echo "== npm ci --prefix vendor (the JavaScript the HTML serves itself)"
+  npm ci --prefix vendor --no-audit --no-fund --silent
+  echo "$lock_hash" > vendor/node_modules/.lock-hash
+fi
+
 echo "== jupyter-book build (warnings are errors, nitpicky)"
 jupyter-book build . -W -n --keep-going
 echo "$lib_hash" > _build/.ift_lib-hash

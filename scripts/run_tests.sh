@@ -10,9 +10,6 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
   echo "!! the browser tests need Debian's chromium at /usr/bin/chromium: apt-get install -y chromium" >&2
   exit 1
 fi
-echo "== npm ci (local copies of the widget JavaScript the HTML loads from CDNs)"
-npm ci --prefix tests/browser --no-audit --no-fund --silent
-
 bash scripts/build_book.sh
 
 echo "== pytest: ift_lib, nbval (strict) over chapters/, browser tests"

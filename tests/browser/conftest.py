@@ -1,11 +1,12 @@
-"""Browser tests of the built book: real Chromium (Debian's), no internet.
+"""Browser tests of the built book: real Chromium (Debian's), no network at all.
 
-The book must be built first (``jupyter-book build .``); these tests serve ``_build/html`` (or
-``$IFT_BOOK_HTML``) on 127.0.0.1 and open its pages in headless Chromium through Playwright.
-The pages load require.js, the widget html-manager and anywidget from CDNs; here every request
-that is not to the local server is intercepted: those three are answered from the npm copies in
-``tests/browser/node_modules`` (``npm ci --prefix tests/browser``), everything else is aborted.
-The fixture ``page_without_cdn`` aborts the CDN files too, as for a reader who cannot reach them.
+The book must be built first (``bash scripts/build_book.sh``); these tests serve ``_build/html``
+(or ``$IFT_BOOK_HTML``) on 127.0.0.1 and open its pages in headless Chromium through Playwright.
+The book serves its own JavaScript (require.js, the widget manager, anywidget, MathJax: copied
+into ``_static/vendor/`` at build time by ``_ext/offline_assets.py``), so every request that leaves
+the local server is aborted, and a page that even asks for one fails its test. Other fixtures
+take the widget JavaScript away (``page_without_widget_js``), turn JavaScript off
+(``page_without_js``) or open the pages as files (``file_page``, the zipped-book reader).
 
 A test fails on any page error or console error except the known harmless noise listed below.
 """
@@ -17,29 +18,24 @@ import os
 import re
 import threading
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-NODE_MODULES = HERE / "node_modules"
 ARTIFACTS = HERE / "artifacts"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
-#: CDN URL path (regex, searched) -> function of the match giving the local npm file.
-CDN_FILES = [
-    (re.compile(r"/require\.js/2\.3\.4/require(?:\.min)?\.js$"),
-     lambda m: NODE_MODULES / "requirejs" / "require.js"),
-    (re.compile(r"/@jupyter-widgets/html-manager@1\.0\.6/dist/([\w.-]+)$"),
-     lambda m: NODE_MODULES / "@jupyter-widgets" / "html-manager" / "dist" / m.group(1)),
-    (re.compile(r"/anywidget@[^/]+/dist/index\.js$"),
-     lambda m: NODE_MODULES / "anywidget" / "dist" / "index.js"),
-]
+#: The widget JavaScript under _static/vendor/ (what ``page_without_widget_js`` takes away).
+WIDGET_JS = re.compile(r"/_static/vendor/(?:require(?:-config)?\.js|html-manager/|anywidget/)")
+#: What a page needs from _static/vendor/ (the build copies it there).
+VENDOR_FILES = ["require.js", "require-config.js", "html-manager/embed-amd.js", "anywidget/index.js",
+                "mathjax/tex-mml-chtml.js"]
 
 #: Known harmless noise of the built pages.
 ALLOWED_PAGE_ERRORS = [
@@ -47,12 +43,10 @@ ALLOWED_PAGE_ERRORS = [
 ]
 ALLOWED_CONSOLE_ERRORS = [   # (message regex, regex on the URL the message is about, or None)
     (re.compile(r"Got invalid theme mode"), None),        # pydata-sphinx-theme, first visit
-    # The html-manager asks for its icon fonts relative to the page (under chapters/@jupyter-widgets/,
-    # with or without html-manager/dist/, depending on load order): 404 on any static host.
-    (re.compile(r"status of 404"),
+    # The html-manager asks for its icon fonts relative to the page (under chapters/@jupyter-widgets/):
+    # 404 on any static host; our widgets draw no icons.
+    (re.compile(r"status of 404|ERR_FILE_NOT_FOUND"),
      re.compile(r"/@jupyter-widgets/(?:[\w.-]+/)*[0-9a-f]{16,}\.(?:woff2?|ttf|eot|svg)$")),
-    # require.js first looks for the anywidget module next to the page, then falls back to the CDN.
-    (re.compile(r"status of 404"), re.compile(r"/anywidget\.js$")),
 ]
 
 
@@ -65,7 +59,12 @@ def book_dir() -> Path:
     directory = book_html_dir()
     if not (directory / "index.html").is_file():
         pytest.fail(f"No built book at {directory} (index.html missing). Build the book first: "
-                    f"`jupyter-book build {REPO}` (or point IFT_BOOK_HTML at a built _build/html).",
+                    f"`bash scripts/build_book.sh` (or point IFT_BOOK_HTML at a built _build/html).",
+                    pytrace=False)
+    missing = [f for f in VENDOR_FILES if not (directory / "_static" / "vendor" / f).is_file()]
+    if missing:
+        pytest.fail(f"The built book at {directory} lacks _static/vendor/{missing}: it was built "
+                    f"without _ext/offline_assets.py; rebuild it with `bash scripts/build_book.sh`.",
                     pytrace=False)
     return directory
 
@@ -98,70 +97,56 @@ def chromium():
 
 @pytest.fixture(scope="session")
 def browser(chromium):
-    """Chromium for the built book's pages, which need the npm copies of the widget JavaScript."""
-    missing = [str(p) for p in (NODE_MODULES / "requirejs" / "require.js",
-                                NODE_MODULES / "@jupyter-widgets" / "html-manager" / "dist" / "embed-amd.js",
-                                NODE_MODULES / "anywidget" / "dist" / "index.js") if not p.is_file()]
-    if missing:
-        pytest.fail(f"Missing npm copies of the widget JavaScript {missing}: run "
-                    f"`npm ci --prefix tests/browser` first.", pytrace=False)
+    """Chromium for the built book's pages (kept as its own fixture for the book's tests)."""
     return chromium
 
 
 class PageMonitor:
-    """Records page errors and console errors; `unexpected()` lists those not known as noise."""
+    """Records page errors, console errors and the requests aborted; `unexpected()` lists what a
+    reader would notice: errors not known as noise, and any request that tried to leave the machine."""
 
     def __init__(self):
         self.page_errors: list[str] = []
         self.console_errors: list[tuple[str, str]] = []
-        self.blocked: set[str] = set()    # external URLs aborted on purpose
-        self.served: list[str] = []       # external URLs answered from node_modules
+        self.external: list[str] = []        # requests to anywhere but the local book: aborted
+        self.withheld: set[str] = set()      # local files a fixture takes away on purpose
 
     def unexpected(self) -> list[str]:
-        out = [f"pageerror: {e}" for e in self.page_errors
-               if not any(p.search(e) for p in ALLOWED_PAGE_ERRORS)]
+        out = [f"request to the network (aborted): {url}" for url in self.external]
+        out += [f"pageerror: {e}" for e in self.page_errors
+                if not any(p.search(e) for p in ALLOWED_PAGE_ERRORS)]
         for text, url in self.console_errors:
-            if url in self.blocked and "net::ERR_FAILED" in text:
-                continue   # a request we aborted on purpose
+            if url in self.withheld or url in self.external:
+                continue   # a request we aborted on purpose (already reported if external)
             if any(t.search(text) and (u is None or u.search(url)) for t, u in ALLOWED_CONSOLE_ERRORS):
                 continue
             out.append(f"console error: {text} [{url}]")
         return out
 
 
-def _router(base: str, monitor: PageMonitor, serve_cdn: bool):
+def _router(local: str, monitor: PageMonitor, withhold: re.Pattern | None):
     def handle(route):
-        request = route.request
-        url = request.url
-        if url.startswith(base):
-            if request.resource_type == "document":   # drop SRI: npm require.js != cdnjs's bytes
-                response = route.fetch()
-                body = re.sub(r'\s+integrity="[^"]*"', "", response.text())
-                return route.fulfill(response=response, body=body)
-            return route.continue_()
-        if serve_cdn:
-            path = unquote(urlparse(url).path)
-            for pattern, local in CDN_FILES:
-                m = pattern.search(path)
-                if m and local(m).is_file():
-                    monitor.served.append(url)
-                    content_type = "text/javascript" if path.endswith(".js") else None
-                    return route.fulfill(path=str(local(m)), content_type=content_type,
-                                         headers={"Access-Control-Allow-Origin": "*"})
-        monitor.blocked.add(url)
-        return route.abort()
+        url = route.request.url
+        if not url.startswith(local):
+            monitor.external.append(url)
+            return route.abort()
+        if withhold is not None and withhold.search(urlparse(url).path):
+            monitor.withheld.add(url)
+            return route.abort()
+        return route.continue_()
     return handle
 
 
-def _open_page(browser, base_url: str, serve_cdn: bool):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def _open_page(browser, local: str, withhold: re.Pattern | None = None, javascript: bool = True):
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  java_script_enabled=javascript)
     page = context.new_page()
     monitor = PageMonitor()
     page.on("pageerror", lambda err: monitor.page_errors.append(str(err)))
     page.on("console", lambda msg: msg.type == "error" and monitor.console_errors.append(
         (msg.text, msg.location.get("url", ""))))
-    page.route("**/*", _router(base_url, monitor, serve_cdn))
-    page.monitor = monitor   # tests may look at what was served / blocked
+    page.route("**/*", _router(local, monitor, withhold))
+    page.monitor = monitor   # tests may look at what was withheld
     return context, page, monitor
 
 
@@ -174,16 +159,33 @@ def _check_and_close(context, monitor: PageMonitor):
 
 @pytest.fixture
 def page(browser, base_url):
-    """A fresh Chromium page; the CDN files are served from node_modules, all else external aborted."""
-    context, page, monitor = _open_page(browser, base_url, serve_cdn=True)
+    """A fresh Chromium page on the local server; any request elsewhere is aborted and fails the test."""
+    context, page, monitor = _open_page(browser, base_url)
     yield page
     _check_and_close(context, monitor)
 
 
 @pytest.fixture
-def page_without_cdn(browser, base_url):
-    """A fresh Chromium page with every external request aborted (CDNs unreachable)."""
-    context, page, monitor = _open_page(browser, base_url, serve_cdn=False)
+def page_without_widget_js(browser, base_url):
+    """As ``page``, but the widget JavaScript in _static/vendor/ fails to load (a host that dropped it)."""
+    context, page, monitor = _open_page(browser, base_url, withhold=WIDGET_JS)
+    yield page
+    _check_and_close(context, monitor)
+
+
+@pytest.fixture
+def page_without_js(browser, base_url):
+    """As ``page``, with JavaScript turned off in the browser."""
+    context, page, monitor = _open_page(browser, base_url, javascript=False)
+    yield page
+    _check_and_close(context, monitor)
+
+
+@pytest.fixture
+def file_page(browser, book_dir):
+    """A page for the book opened from disk (file://, no server: the zipped-book reader); any
+    request that is not a file of the book is aborted and fails the test."""
+    context, page, monitor = _open_page(browser, book_dir.as_uri() + "/")
     yield page
     _check_and_close(context, monitor)
 

@@ -60,7 +60,7 @@ def screenshot(element, path: Path, min_bytes: int = 5_000) -> Path:
 
 
 def open_static_fallback(page, base_url: str, widget: WidgetPage, artifact: Path) -> str:
-    """For a page whose CDN scripts are blocked: check that the chapter shows its widget's static
+    """For a page whose widget JavaScript does not run: check that the chapter shows its widget's static
     fallback image (loaded, at least ``widget.fallback_min`` CSS px) and no widget root, save a
     screenshot to ``artifact``, and return the image's alt text for content checks."""
     response = page.goto(base_url + widget.chapter)
@@ -75,7 +75,6 @@ def open_static_fallback(page, base_url: str, widget: WidgetPage, artifact: Path
     assert box["width"] > widget.fallback_min[0] and box["height"] > widget.fallback_min[1]
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")
     assert page.locator(widget.selector).count() == 0
-    assert any("require" in url for url in page.monitor.blocked)
     screenshot(fallback, artifact, min_bytes=1_000)
     return image.get_attribute("alt")
 
