@@ -22,3 +22,9 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 # and starve JAX's host callbacks on a 2-core machine (100+ ms stalls per call); one thread is
 # faster here. Override by exporting OPENBLAS_NUM_THREADS yourself.
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+# XLA compiles every jitted function and every op run eagerly; identical programs recur (across
+# notebooks, and within one when a loop is traced afresh), so keep compiled programs on disk in
+# _build/ for the rest of a build, the test runs (nbval executes every chapter twice more) and
+# later builds (keyed by the program and XLA_FLAGS; a cold build starts with it empty).
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$ROOT/_build/.jax_cache}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0

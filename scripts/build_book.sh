@@ -23,6 +23,9 @@ if [ "$(cat vendor/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   echo "$lock_hash" > vendor/node_modules/.lock-hash
 fi
 
+echo "== executing the notebooks not yet in jupyter-cache, in parallel"
+python scripts/execute_chapters.py
+
 echo "== jupyter-book build (warnings are errors, nitpicky)"
 jupyter-book build . -W -n --keep-going
 echo "$lib_hash" > _build/.ift_lib-hash
