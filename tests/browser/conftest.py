@@ -95,12 +95,6 @@ def chromium():
         chromium.close()
 
 
-@pytest.fixture(scope="session")
-def browser(chromium):
-    """Chromium for the built book's pages (kept as its own fixture for the book's tests)."""
-    return chromium
-
-
 class PageMonitor:
     """Records page errors, console errors and the requests aborted; `unexpected()` lists what a
     reader would notice: errors not known as noise, and any request that tried to leave the machine."""
@@ -137,8 +131,8 @@ def _router(local: str, monitor: PageMonitor, withhold: re.Pattern | None):
     return handle
 
 
-def _open_page(browser, local: str, withhold: re.Pattern | None = None, javascript: bool = True):
-    context = browser.new_context(viewport={"width": 1280, "height": 900},
+def _open_page(chromium, local: str, withhold: re.Pattern | None = None, javascript: bool = True):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900},
                                   java_script_enabled=javascript)
     page = context.new_page()
     monitor = PageMonitor()
@@ -158,34 +152,34 @@ def _check_and_close(context, monitor: PageMonitor):
 
 
 @pytest.fixture
-def page(browser, base_url):
+def page(chromium, base_url):
     """A fresh Chromium page on the local server; any request elsewhere is aborted and fails the test."""
-    context, page, monitor = _open_page(browser, base_url)
+    context, page, monitor = _open_page(chromium, base_url)
     yield page
     _check_and_close(context, monitor)
 
 
 @pytest.fixture
-def page_without_widget_js(browser, base_url):
+def page_without_widget_js(chromium, base_url):
     """As ``page``, but the widget JavaScript in _static/vendor/ fails to load (a host that dropped it)."""
-    context, page, monitor = _open_page(browser, base_url, withhold=WIDGET_JS)
+    context, page, monitor = _open_page(chromium, base_url, withhold=WIDGET_JS)
     yield page
     _check_and_close(context, monitor)
 
 
 @pytest.fixture
-def page_without_js(browser, base_url):
+def page_without_js(chromium, base_url):
     """As ``page``, with JavaScript turned off in the browser."""
-    context, page, monitor = _open_page(browser, base_url, javascript=False)
+    context, page, monitor = _open_page(chromium, base_url, javascript=False)
     yield page
     _check_and_close(context, monitor)
 
 
 @pytest.fixture
-def file_page(browser, book_dir):
+def file_page(chromium, book_dir):
     """A page for the book opened from disk (file://, no server: the zipped-book reader); any
     request that is not a file of the book is aborted and fails the test."""
-    context, page, monitor = _open_page(browser, book_dir.as_uri() + "/")
+    context, page, monitor = _open_page(chromium, book_dir.as_uri() + "/")
     yield page
     _check_and_close(context, monitor)
 
