@@ -82,6 +82,26 @@ def ift_slope(theta, x):
     return jax.grad(_point_on_circle, argnums=1)(jnp.asarray(x, float), jnp.asarray(theta, float))
 
 
+# circle_table's computations, each compiled once per number of points (run eagerly, their
+# vmaps compiled every operation separately: ~150 compilations for one table)
+
+@jax.jit
+def _table_columns(theta, x):
+    """dF/dtheta, dF/dx and ift_diagnostics' (residual, sigma_min, scale) at each point."""
+    dF_dtheta, dF_dx = jax.vmap(circle_partials)(theta, x)
+    residual, smin, _, scale = jax.vmap(lambda t, xx: ift_diagnostics(circle_residual, xx, t))(theta, x)
+    return dF_dtheta, dF_dx, residual, smin, scale
+
+
+_slopes = jax.jit(jax.vmap(ift_slope))
+
+
+@jax.jit
+def _arcs(ts, upper):
+    """Rows of ts mapped by upper_arc where ``upper``, else by lower_arc."""
+    return jnp.where(upper[:, None], upper_arc(ts), lower_arc(ts))
+
+
 def circle_table(num_points: int = 360, arc_halfwidth: float = 0.3, arc_points: int = 13) -> dict:
     """Everything the circle widget shows, at ``num_points`` equally spaced angles phi_k.
 
@@ -102,26 +122,22 @@ def circle_table(num_points: int = 360, arc_halfwidth: float = 0.3, arc_points: 
     x[[0, 2 * q]] = 0.0
     theta[0], theta[2 * q], x[q], x[3 * q] = 1.0, -1.0, 1.0, -1.0
 
-    dF_dtheta, dF_dx = jax.vmap(circle_partials)(jnp.asarray(theta), jnp.asarray(x))
-    diag = jax.vmap(lambda t, xx: ift_diagnostics(circle_residual, xx, t))
-    residual, smin, _, scale = diag(jnp.asarray(theta), jnp.asarray(x))
-    applies = (np.asarray(residual) <= 1e-12) & nonsingular(
-        smin, scale, default_rank_rtol(jnp.asarray(x), 1))
+    dF_dtheta, dF_dx, residual, smin, scale = (np.asarray(a) for a in _table_columns(
+        jnp.asarray(theta), jnp.asarray(x)))
+    applies = (residual <= 1e-12) & nonsingular(smin, scale, default_rank_rtol(jnp.asarray(x), 1))
 
     slope = np.full(num_points, np.nan)
     ok = np.flatnonzero(applies)
-    slope[ok] = np.asarray(jax.vmap(ift_slope)(jnp.asarray(theta[ok]), jnp.asarray(x[ok])))
+    slope[ok] = np.asarray(_slopes(jnp.asarray(theta[ok]), jnp.asarray(x[ok])))
 
-    arc_theta, arc_x = [], []
-    for t, xx, a in zip(theta, x, applies):
-        if not a:
-            arc_theta.append([]); arc_x.append([])
-            continue
-        lo, hi = max(t - arc_halfwidth, -1.0), min(t + arc_halfwidth, 1.0)
-        ts = np.linspace(lo, hi, arc_points)
-        arc = local_parameterization(xx)
-        arc_theta.append(ts.tolist())
-        arc_x.append(np.asarray(arc(jnp.asarray(ts))).tolist())
+    # the local parameterization of each point where the IFT applies, sampled around it
+    ts = np.array([np.linspace(max(t - arc_halfwidth, -1.0), min(t + arc_halfwidth, 1.0), arc_points)
+                   for t in theta[ok]]).reshape(len(ok), arc_points)
+    upper = np.array([local_parameterization(xx) is upper_arc for xx in x[ok]], bool)
+    xs = np.asarray(_arcs(jnp.asarray(ts), jnp.asarray(upper)))
+    arc_theta, arc_x = [[] for _ in range(num_points)], [[] for _ in range(num_points)]
+    for row, i in enumerate(ok):
+        arc_theta[i], arc_x[i] = ts[row].tolist(), xs[row].tolist()
 
     return {
         "theta": theta.tolist(), "x": x.tolist(),

@@ -228,6 +228,7 @@ def softmax(theta, axis: int = -1, *, solve: str | LinearSolver | None = None, c
 
 # ----------------------------------------------------------------------------- sparsemax
 
+@jax.jit   # eager sparsemax: one compilation per shape (not one per op and per bisection loop)
 def _threshold(theta):
     """tau with sum max(theta - tau, 0) = 1 along the last axis, shape (..., 1): bisection on the
     dual (the function is decreasing in tau, = >= 0 at max - 1 and -1 at max), then the exact

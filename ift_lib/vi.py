@@ -78,6 +78,10 @@ def _check(lam, theta, x, eps, gamma) -> None:
     if jnp.shape(x) != (n_out,):
         raise ValueError(f"x must have shape (D,) = ({n_out},) (the decoder's output), got shape "
                          f"{jnp.shape(x)}")
+    _check_gamma(gamma)
+
+
+def _check_gamma(gamma) -> None:
     if jnp.ndim(gamma) != 0:
         raise ValueError(f"gamma must be a scalar, got shape {jnp.shape(gamma)}")
     if is_concrete(gamma) and not float(gamma) > 0:
@@ -280,29 +284,56 @@ def train(params, data: Dataset, *, method: str, num_epochs: int, learning_rate:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     T = _count(num_epochs, "num_epochs")
-    opts = dict(method=method, step=step, num_steps=num_steps, newton_steps=newton_steps)
-    b1, b2, tiny = 0.9, 0.999, 1e-8
-
-    @jax.jit
-    def update(params, state, t):
-        g = jax.grad(loss)(params, data, **opts)
-        mu, nu = state
-        mu = jax.tree.map(lambda a, b: b1 * a + (1 - b1) * b, mu, g)
-        nu = jax.tree.map(lambda a, b: b2 * a + (1 - b2) * b * b, nu, g)
-        lr = learning_rate * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        params = jax.tree.map(lambda p, a, b: p - lr * a / (jnp.sqrt(b) + tiny), params, mu, nu)
-        return params, (mu, nu)
-
-    score = jax.jit(lambda p: tuple(jnp.mean(e) for e in evaluate(
-        p, data, num_steps=newton_steps)))
+    _check_gamma(data.gamma)   # data is an argument of the compiled steps: check its value here
+    opts = (("method", method), ("step", step), ("num_steps", num_steps),
+            ("newton_steps", newton_steps))
+    try:
+        hash(opts)
+    except TypeError:          # e.g. step given as an array: compiled for this call only
+        opts = _Unhashed(opts)
     zeros = jax.tree.map(jnp.zeros_like, params)
     state, hist = (zeros, zeros), {"epoch": [], "elbo_amortized": [], "elbo_refined": []}
     for t in range(T + 1):
         if t % eval_every == 0 or t == T:
-            a, r = score(params)
+            a, r = _score(params, data, newton_steps)
             hist["epoch"].append(t)
             hist["elbo_amortized"].append(float(a))
             hist["elbo_refined"].append(float(r))
         if t < T:
-            params, state = update(params, state, jnp.asarray(t + 1.0))
+            params, state = _adam_update(params, state, jnp.asarray(t + 1.0), data, opts,
+                                         learning_rate)
     return params, {k: np.asarray(v) for k, v in hist.items()}
+
+
+# train's two steps, compiled once per (options, shapes) and reused by every call of train
+# (defined inside train they were compiled again for each call)
+_ADAM = (0.9, 0.999, 1e-8)   # b1, b2, tiny
+
+
+class _Unhashed:
+    """Options that cannot be hashed, as a static argument hashed by identity."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+
+@functools.partial(jax.jit, static_argnums=(4,))
+def _adam_update(params, state, t, data, opts, learning_rate):
+    """One full-batch Adam step on :func:`loss` (``opts``: its keyword options, as pairs)."""
+    b1, b2, tiny = _ADAM
+    g = jax.grad(loss)(params, data, **dict(opts))
+    mu, nu = state
+    mu = jax.tree.map(lambda a, b: b1 * a + (1 - b1) * b, mu, g)
+    nu = jax.tree.map(lambda a, b: b2 * a + (1 - b2) * b * b, nu, g)
+    lr = learning_rate * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    params = jax.tree.map(lambda p, a, b: p - lr * a / (jnp.sqrt(b) + tiny), params, mu, nu)
+    return params, (mu, nu)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _score(params, data, newton_steps):
+    """The means of :func:`evaluate`'s amortized and refined ELBOs."""
+    return tuple(jnp.mean(e) for e in evaluate(params, data, num_steps=newton_steps))
