@@ -10,12 +10,23 @@ Mehrotra's predictor-corrector (the LP-cone case of CVXOPT's ``coneqp``, as in O
     Q dz + G'dlam + A'dnu = r1,   G dz + ds = r2,   A dz = r3,   lam*ds + s*dlam = r4,      (N)
 
 is solved by eliminating ds = r2 - G dz and dlam = (r4 - lam*r2 + lam*G dz)/s, which leaves the
-symmetric (n + p) system [[Q + G'DG + delta I, A'], [A, -delta I]], D = diag(lam/s), factorized
-once per iterate and shared by predictor and corrector: Cholesky when p = 0 (positive definite),
-else LU (indefinite). delta = REG * max(1, max|Q|) keeps it solvable when Q + G'DG is singular or
-A rank deficient; it only perturbs the direction (residuals are always exact), and it makes an
-unbounded problem show up as a diverging iterate rather than a singular factorization. Near the
-solution D has entries ~1e10 at active constraints and the elimination loses digits; one step of
+symmetric (n + p) system [[Q + G'DG, A'], [A, 0]] [dz; dnu] = [rz; r3], D = diag(lam/s). Adding
+rho A' times its second block row to the first, and regularizing, it is solved as
+
+    [[H, A'], [A, -delta I]] [dz; dnu] = [rz + rho A'r3; r3],   H = Q + G'DG + rho A'A + delta I,
+
+by block elimination with two Cholesky factorizations (``ift_lib._qp_linalg``), once per iterate
+and shared by predictor and corrector:
+
+    H = L L' (n, n),   S = A H^-1 A' + delta I = Y'Y + delta I (p, p) with Y = L^-1 A',
+    dnu = S^-1 (A H^-1 rz' - r3),   dz = H^-1 (rz' - A'dnu).
+
+delta = REG * max(1, max|Q|) keeps H and S positive definite when Q + G'DG is singular or A rank
+deficient; it only perturbs the direction (residuals are always exact), and it makes an unbounded
+problem show up as a diverging iterate rather than a singular factorization. rho A'A (rho =
+max(1, max|Q|) / max_i |A_i|^2, exact for delta = 0) makes H positive definite in the directions
+that only the equalities fix (an LP whose inequalities leave a direction free). Near the solution
+D has entries ~1e10 at active constraints and the elimination loses digits; one step of
 iterative refinement against (N) restores them.
 """
 from __future__ import annotations
@@ -25,9 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_solve
-
-from ift_lib._dense_lu import cholesky, lu_factor, lu_solve, min_ldl_pivot
+from ift_lib._qp_linalg import after, cho_solve, cholesky, inverse_cholesky, min_pivot
 
 __all__ = ["Status", "QPSolution", "IPMState", "interior_point", "active_set", "REG",
            "STEP_FRACTION", "ACTIVE_RATIO", "RANK_TOL"]
@@ -127,7 +136,7 @@ def _bad_input(d: Data):
     # Q + shift I is positive definite iff min eig(Q) > -shift: a Cholesky factorization (about
     # 10x cheaper than the eigenvalues) fails, with NaN, exactly when Q is not PSD up to the shift
     shift = 100 * n * eps * jnp.maximum(scale, 1.0)
-    chol = cholesky(0.5 * (Qf + Qf.T) + shift * jnp.eye(n, dtype=Qf.dtype))
+    chol = cholesky(0.5 * (Qf + Qf.T) + shift * jnp.eye(n, dtype=Qf.dtype), "input check")
     return ~finite | asym | ~jnp.all(jnp.isfinite(chol))
 
 
@@ -164,27 +173,50 @@ def _judge(d: Data, it, z, s, lam, nu, tol) -> IPMState:
     return IPMState(it, z, s, lam, nu, status, pres, dres, gap)
 
 
-def _factor(d: Data, D, delta):
-    """Factorize the eliminated Newton system (see the module docstring): a tuple of arrays."""
+class NewtonFactors(NamedTuple):
+    """The eliminated Newton system's factors (see the module docstring): M = L^-1 (n, n) with
+    L L' = H; Y = M A' (n, p); Ms = Ls^-1 (p, p) with Ls Ls' = Y'Y + delta I; rho (the weight of A'A)."""
+    M: jax.Array
+    Y: jax.Array
+    Ms: jax.Array
+    rho: jax.Array
+
+
+def _equality_weight(d: Data):
+    """rho = max(1, max|Q|) / max_i |A_i|^2: A'A on the scale of Q (0 without equalities)."""
+    if not d.A.shape[0]:
+        return jnp.zeros((), d.Q.dtype)
+    row2 = jnp.max(jnp.sum(d.A * d.A, axis=-1))
+    return jnp.maximum(1.0, maxabs(d.Q)) / jnp.maximum(row2, jnp.finfo(d.Q.dtype).tiny)
+
+
+def _factor(d: Data, D, delta, rho, AtA) -> NewtonFactors:
+    """Factorize H = Q + G'DG + rho A'A + delta I and S = A H^-1 A' + delta I; D (m,) >= 0, AtA =
+    A'A (n, n)."""
     n, p = d.Q.shape[0], d.A.shape[0]
-    H = d.Q + d.G.T @ (D[:, None] * d.G) + delta * jnp.eye(n, dtype=d.Q.dtype)
+    H = d.Q + d.G.T @ (D[:, None] * d.G) + rho * AtA + delta * jnp.eye(n, dtype=d.Q.dtype)
+    M = inverse_cholesky(H, "newton")
     if not p:
-        return (cholesky(H),)
-    K = jnp.block([[H, d.A.T], [d.A, -delta * jnp.eye(p, dtype=d.Q.dtype)]])
-    return lu_factor(K)
+        return NewtonFactors(M, jnp.zeros((n, 0), M.dtype), jnp.zeros((0, 0), M.dtype), rho)
+    Y = M @ d.A.T
+    Ms = inverse_cholesky(Y.T @ Y + delta * jnp.eye(p, dtype=d.Q.dtype), "newton schur")
+    return NewtonFactors(M, Y, Ms, rho)
 
 
-def _eliminated_solve(factors, n, rz, rnu):
-    if len(factors) == 1:
-        return cho_solve((factors[0], True), rz), rnu
-    x = lu_solve(factors, jnp.concatenate([rz, rnu]))
-    return x[:n], x[n:]
+def _eliminated_solve(f: NewtonFactors, d: Data, rz, rnu):
+    """(dz, dnu) solving [[Q + G'DG, A'], [A, 0]] [dz; dnu] = [rz; rnu] up to delta: rz (n,),
+    rnu (p,)."""
+    if not d.A.shape[0]:
+        return cho_solve(f.M, rz), rnu
+    u = f.M @ (rz + f.rho * (d.A.T @ rnu))                     # L^-1 rz'
+    dnu = cho_solve(f.Ms, f.Y.T @ u - rnu)                       # S^-1 (A H^-1 rz' - rnu)
+    return f.M.T @ (u - f.Y @ dnu), dnu
 
 
 def _newton_once(factors, d: Data, s, lam, r):
     r1, r2, r3, r4 = r
     w = (r4 - lam * r2) / s
-    dz, dnu = _eliminated_solve(factors, d.Q.shape[0], r1 - d.G.T @ w, r3)
+    dz, dnu = _eliminated_solve(factors, d, r1 - d.G.T @ w, r3)
     ds = r2 - d.G @ dz
     return dz, ds, (r4 - lam * ds) / s, dnu
 
@@ -203,11 +235,11 @@ def _max_step(x, dx):
     return jnp.minimum(1.0, jnp.min(ratio)) if x.size else jnp.ones((), x.dtype)
 
 
-def _step(d: Data, delta, tol, state: IPMState) -> IPMState:
+def _step(d: Data, delta, rho, AtA, tol, state: IPMState) -> IPMState:
     """One predictor-corrector step from ``state``."""
     m = d.G.shape[0]
     z, s, lam, nu = state.z, state.s, state.lam, state.nu
-    fac = _factor(d, lam / s, delta)
+    fac = _factor(d, lam / s, delta, rho, AtA)
     rd, rin, req = _residuals(d, z, s, lam, nu)
     newton = lambda r4: _solve_newton(fac, d, s, lam, (-rd, -rin, -req, r4))
     if m:
@@ -249,7 +281,8 @@ def _dependent_active_rows(d: Data, active):
         return jnp.zeros((), bool)
     N = _unit_active_rows(d, active)
     keep = jnp.concatenate([~active, jnp.zeros(p, bool)])
-    return ~(min_ldl_pivot(N @ N.T + jnp.diag(keep.astype(N.dtype))) > RANK_TOL)   # NaN: True
+    gram = cholesky(N @ N.T + jnp.diag(keep.astype(N.dtype)), "solution check")
+    return ~(min_pivot(gram) > RANK_TOL)                                       # NaN: True
 
 
 def _flat_direction(d: Data, active):
@@ -262,7 +295,7 @@ def _flat_direction(d: Data, active):
     N = _unit_active_rows(d, active)
     c = jnp.maximum(1.0, maxabs(d.Q))
     H = 0.5 * (d.Q + d.Q.T) + (c * (N.T @ N) if N.shape[0] else 0.0)
-    return ~(min_ldl_pivot(H) / c > RANK_TOL)
+    return ~(min_pivot(cholesky(H, "solution check")) / c > RANK_TOL)          # NaN: True
 
 
 def interior_point(Q, q, G, h, A, b, tol: float, max_iter: int) -> QPSolution:
@@ -270,25 +303,30 @@ def interior_point(Q, q, G, h, A, b, tol: float, max_iter: int) -> QPSolution:
     d = Data(Q, q, G, h, A, b)
     m = G.shape[0]
     delta = REG * jnp.maximum(1.0, maxabs(jnp.where(jnp.isfinite(Q), Q, 0.0)))
+    rho, AtA = _equality_weight(d), A.T @ A
+    bad_input = _bad_input(d)
     # Start (CVXOPT): solve the KKT system with D = I, then shift s and lam into the interior.
-    z, nu = _eliminated_solve(_factor(d, jnp.ones(m, Q.dtype), delta), Q.shape[0], -q + G.T @ h, b)
+    # (Each factorization is ordered after the previous one: see ift_lib._qp_linalg.)
+    start = _factor(d, after(jnp.ones(m, Q.dtype), bad_input), delta, rho, AtA)
+    z, nu = _eliminated_solve(start, d, -q + G.T @ h, b)
     s = h - G @ z
     lam = -s
     if m:
         s = jnp.where(jnp.min(s) > 0, s, s + 1.0 - jnp.min(s))
         lam = jnp.where(jnp.min(lam) > 0, lam, lam + 1.0 - jnp.min(lam))
     init = _judge(d, jnp.zeros((), jnp.int32), z, s, lam, nu, tol)
-    init = init._replace(status=jnp.where(_bad_input(d), Status.BAD_INPUT, init.status))
+    init = init._replace(status=jnp.where(bad_input, Status.BAD_INPUT, init.status))
     final = jax.lax.while_loop(
         lambda st: (st.status == _KEEP_GOING) & (st.iteration < max_iter),
-        lambda st: _step(d, delta, tol, st), init)
+        lambda st: _step(d, delta, rho, AtA, tol, st), init)
     status = jnp.where(final.status == _KEEP_GOING, Status.MAX_ITER, final.status)
     # solved: is the solution unique, are the active constraints independent? Judged on the
     # active set the derivative uses.
     active = active_set(final.s, final.lam)
-    status = jnp.where((status == Status.SOLVED) & _flat_direction(d, active), Status.NOT_UNIQUE,
-                       status)
-    status = jnp.where((status == Status.SOLVED) & _dependent_active_rows(d, active),
+    flat = _flat_direction(d, active)
+    status = jnp.where((status == Status.SOLVED) & flat, Status.NOT_UNIQUE, status)
+    status = jnp.where((status == Status.SOLVED) & _dependent_active_rows(
+        d._replace(G=after(G, flat.astype(G.dtype))), active),
                        Status.DEPENDENT_CONSTRAINTS, status).astype(jnp.int32)
     failed = (status >= Status.MAX_ITER) & (status <= Status.NOT_UNIQUE)
     nan = lambda x: jnp.where(failed, jnp.nan, x)

@@ -520,30 +520,32 @@ def _count_factorizations(fn, *args):
     return walk(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def _traced_lu_shapes(fn, *args):
-    """Shapes of the matrices ift_lib.qp LU-factorizes while fn is traced."""
+def _traced_factorizations(fn, *args):
+    """The set of (role, shape) of the matrices ift_lib.qp factorizes while fn is traced."""
     with recording_factorizations() as factorized:
         jax.make_jaxpr(fn)(*args)
-    return [shape for kind, shape in factorized if kind == "lu"]
+    return set(factorized)
 
 
 @pytest.mark.parametrize("blocks", ["both", "ineq"])
-def test_backward_pass_costs_one_factorization(blocks):
-    # the gradient's program has the forward solve's factorizations of the (n + p) Newton matrix
-    # plus exactly one LU, of the (n + m + p) active-set KKT matrix: nothing per iteration
+def test_backward_pass_costs_two_small_factorizations(blocks):
+    # the forward solve factorizes the Newton matrix (n, n) and its Schur complement on A (p, p)
+    # once per iteration (a loop body: traced once), plus the input and solution checks; the
+    # gradient adds exactly the reduced active-set KKT matrix's two Cholesky factorizations,
+    # (n, n) and (m + p, m + p): nothing per iteration
     args = {k: jnp.asarray(v) for k, v in make_qp(0, BLOCKS[blocks]).items()}
     n, m, p = N, M, P if blocks == "both" else 0
-    forward = _traced_lu_shapes(lambda q: solve_qp(**dict(args, q=q)).z, args["q"])
-    backward = _traced_lu_shapes(
+    forward = _traced_factorizations(lambda q: solve_qp(**dict(args, q=q)).z, args["q"])
+    backward = _traced_factorizations(
         jax.grad(lambda q: jnp.sum(solve_qp(**dict(args, q=q)).z)), args["q"])
-    # (a trace runs the solver's Python code more than once under grad, so compare what is new)
-    solver = {(n + p, n + p)} if p else set()      # without equalities: Cholesky, no LU
-    assert set(forward) == solver
-    assert [s for s in backward if s not in solver] == [(n + m + p, n + m + p)]
+    assert forward == {("input check", (n, n)), ("newton", (n, n)),
+                       ("solution check", (n, n)), ("solution check", (m + p, m + p))} | (
+        {("newton schur", (p, p))} if p else set())
+    # (a trace runs the solver's Python code more than once under grad, so compare sets)
+    assert backward - forward == {("active-set kkt", (n, n)), ("active-set kkt schur", (m + p, m + p))}
     chol = lambda f: _count_factorizations(f, args["q"])
-    # (the Cholesky factorizations that check LICQ and uniqueness run in the forward solve)
     assert chol(jax.grad(lambda q: jnp.sum(solve_qp(**dict(args, q=q)).z))) == \
-        chol(lambda q: solve_qp(**dict(args, q=q)).z)
+        chol(lambda q: solve_qp(**dict(args, q=q)).z) + 2
 
 
 def test_dependent_active_inequalities_give_nan_derivative():
