@@ -603,3 +603,103 @@ def test_throw_false_returns_the_status_instead_of_raising():
     assert Status(int(bad.status)) is Status.BAD_INPUT and bool(jnp.all(jnp.isnan(bad.z)))
     with pytest.raises(QPInputError, match="Q must have shape"):          # shapes: always
         solve_qp(jnp.eye(2), jnp.zeros(3), throw=False)
+
+
+# ----------------------------------------------------------------------------- the factorizations
+
+def test_lp_with_a_direction_only_the_equalities_fix():
+    # min z2 s.t. 0 <= z2 <= 1, z1 = b (Q = 0): G'DG is 0 along z1, which only A fixes (the
+    # rho A'A term of the Newton matrix keeps its Cholesky factorization positive definite)
+    G, h = np.array([[0.0, 1.0], [0.0, -1.0]]), np.array([1.0, 0.0])
+    A = np.array([[1.0, 0.0]])
+    f = lambda b: solve_qp(jnp.zeros((2, 2)), jnp.array([0.0, 1.0]), G, h, A, b)
+    sol = f(jnp.array([0.3]))
+    assert int(sol.status) == 0
+    np.testing.assert_allclose(np.asarray(sol.z), [0.3, 0.0], atol=1e-8)
+    J = jax.jacobian(lambda b: f(b).z)(jnp.array([0.3]))
+    np.testing.assert_allclose(np.asarray(J), [[1.0], [0.0]], atol=1e-8)
+
+
+def _relative_errors(args, sol, grads, w):
+    """||g - g_ref|| / ||g_ref|| per block (a block whose exact gradient is 0, as dz/dq at a vertex,
+    relative to 1e-8)."""
+    ref = _exact_kkt_vjp(args, sol, w)
+    return {k: np.linalg.norm(np.asarray(grads[k]) - ref[k]) / max(np.linalg.norm(ref[k]), 1e-8)
+            for k in args}
+
+
+def test_ill_conditioned_q_gradients_match_exact_kkt_gradients():
+    # eigenvalues of Q from 1 to 1e-6: the reduced factorizations (Q + c N'N and its Schur
+    # complement) plus one refinement step keep the gradient at the exact KKT gradient's accuracy
+    r = np.random.default_rng(5)
+    n, m, p = 20, 20, 4
+    U, _ = np.linalg.qr(r.normal(size=(n, n)))
+    G, A, z0 = r.normal(size=(m, n)), r.normal(size=(p, n)), r.normal(size=n)
+    args = dict(Q=U @ np.diag(np.logspace(0, -6, n)) @ U.T, q=r.normal(size=n), G=G,
+                h=G @ z0 + r.uniform(0, 1, m), A=A, b=A @ z0)
+    args["Q"] = 0.5 * (args["Q"] + args["Q"].T)
+    sol = solve_qp(**args)
+    assert int(sol.status) == 0
+    w = r.normal(size=n)
+    grads = jax.grad(lambda a: jnp.dot(w, solve_qp(**a).z))({k: jnp.asarray(v) for k, v in args.items()})
+    errors = _relative_errors(args, sol, grads, w)
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_many_active_constraints_gradients_match_exact_kkt_gradients():
+    # q pushes z far outside a polytope of 60 constraints in R^20: at least 12 of the 20 - 4
+    # free directions are fixed by active constraints (all 16 here: a vertex, where dz/dq = 0
+    # exactly and the multipliers carry the gradient)
+    r = np.random.default_rng(7)
+    n, m, p = 20, 60, 4
+    G, A, z0 = r.normal(size=(m, n)), r.normal(size=(p, n)), r.normal(size=n)
+    args = dict(Q=np.eye(n) + 0.1 * np.ones((n, n)), q=-30.0 * r.normal(size=n), G=G,
+                h=G @ z0 + r.uniform(0, 1, m), A=A, b=A @ z0)
+    sol = solve_qp(**args)
+    active = np.asarray(sol.s) < 0.1 * np.asarray(sol.lam)
+    assert int(sol.status) == 0 and active.sum() >= n - p - 4, active.sum()
+    w = r.normal(size=n)
+    grads = jax.grad(lambda a: jnp.dot(w, solve_qp(**a).z))({k: jnp.asarray(v) for k, v in args.items()})
+    errors = _relative_errors(args, sol, grads, w)
+    assert max(errors.values()) < 1e-7, errors
+
+
+def _lapack_calls_in_a_chain(hlo_text):
+    """For each computation of an HLO module's text: are its LAPACK custom calls totally ordered
+    by data dependencies (no two of them can run at the same time)?"""
+    import re
+    chained = {}
+    for block in re.split(r"\n(?=\S)", hlo_text):
+        operands, calls = {}, []
+        for line in block.splitlines()[1:]:
+            m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (.*)", line)
+            if m:
+                operands[m.group(1)] = set(re.findall(r"%([\w.\-]+)", m.group(2)))
+                if 'custom_call_target="lapack_' in line:
+                    calls.append(m.group(1))
+        if len(calls) < 2:
+            continue
+        ancestors = {}
+
+        def up(name):
+            if name not in ancestors:
+                ancestors[name] = set()
+                for o in operands.get(name, ()):
+                    ancestors[name] |= {o} | up(o)
+            return ancestors[name]
+        chained[block.splitlines()[0][:60]] = all(
+            a in up(b) or b in up(a) for i, a in enumerate(calls) for b in calls[i + 1:])
+    return chained
+
+
+def test_lapack_calls_are_chained_so_batched_lapack_cannot_deadlock():
+    # jaxlib 0.10.2's batched LAPACK kernels block XLA's thread pool; two of them at once hang on
+    # 2 cores (ift_lib._qp_linalg). Every LAPACK call of a batched gradient depends on the last.
+    import sys
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    args, _ = _batched_args()
+    jargs = {k: jnp.asarray(v) for k, v in args.items()}
+    loss = lambda a: jnp.sum(solve_qp(**a).z)
+    text = jax.jit(jax.value_and_grad(loss)).lower(jargs).compile().as_text()
+    chained = _lapack_calls_in_a_chain(text)
+    assert chained and all(chained.values()), chained
