@@ -221,12 +221,18 @@ def _newton_once(factors, d: Data, s, lam, r):
     return dz, ds, (r4 - lam * ds) / s, dnu
 
 
-def _solve_newton(factors, d: Data, s, lam, r):
-    """Solve (N) with the factorization of its eliminated form, refined once against (N)."""
-    dz, ds, dl, dnu = x = _newton_once(factors, d, s, lam, r)
-    e = (r[0] - (d.Q @ dz + d.G.T @ dl + d.A.T @ dnu), r[1] - (d.G @ dz + ds), r[2] - d.A @ dz,
-         r[3] - (lam * ds + s * dl))
-    return tuple(xi + ci for xi, ci in zip(x, _newton_once(factors, d, s, lam, e)))
+def _solve_newton(factors, d: Data, s, lam, r, refinements):
+    """Solve (N) with the factorization of its eliminated form: x = 0, then ``1 + refinements``
+    (traced int) times x += solve(r - (N) x). One copy of the solve in the compiled program,
+    whatever the number of steps (a loop, not inlined copies: XLA's compile time grows with the
+    program's size)."""
+    def correct(_, x):
+        dz, ds, dl, dnu = x
+        e = (r[0] - (d.Q @ dz + d.G.T @ dl + d.A.T @ dnu), r[1] - (d.G @ dz + ds), r[2] - d.A @ dz,
+             r[3] - (lam * ds + s * dl))
+        return tuple(xi + ci for xi, ci in zip(x, _newton_once(factors, d, s, lam, e)))
+    zero = tuple(jnp.zeros_like(v) for v in (r[0], r[1], lam, r[2]))
+    return jax.lax.fori_loop(0, 1 + refinements, correct, zero)
 
 
 def _max_step(x, dx):
@@ -236,22 +242,31 @@ def _max_step(x, dx):
 
 
 def _step(d: Data, delta, rho, AtA, tol, state: IPMState) -> IPMState:
-    """One predictor-corrector step from ``state``."""
+    """One predictor-corrector step from ``state``.
+
+    Both directions solve (N) with r4 = -s*lam - ds*dlam + sigma*mu: the predictor with ds = dlam
+    = 0 and sigma = 0 (no refinement: it only sets sigma), the corrector with the predictor's ds,
+    dlam and sigma = (mu_aff / mu)^3, refined once. They are the two trips of one loop."""
     m = d.G.shape[0]
     z, s, lam, nu = state.z, state.s, state.lam, state.nu
     fac = _factor(d, lam / s, delta, rho, AtA)
     rd, rin, req = _residuals(d, z, s, lam, nu)
-    newton = lambda r4: _solve_newton(fac, d, s, lam, (-rd, -rin, -req, r4))
-    if m:
-        mu = jnp.dot(s, lam) / m
-        dz, ds, dl, dnu = newton(-s * lam)                                         # predictor
-        a = jnp.minimum(_max_step(s, ds), _max_step(lam, dl))
-        sigma = jnp.clip(jnp.dot(s + a * ds, lam + a * dl) / m / mu, 0.0, 1.0) ** 3
-        dz, ds, dl, dnu = newton(-s * lam - ds * dl + sigma * mu)                  # corrector
-        a = jnp.minimum(1.0, STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(lam, dl)))
-    else:
-        dz, ds, dl, dnu = newton(jnp.zeros(0, z.dtype))
-        a = jnp.ones((), z.dtype)
+    if not m:
+        dz, ds, dl, dnu = _solve_newton(fac, d, s, lam, (-rd, -rin, -req, jnp.zeros(0, z.dtype)), 1)
+        return _judge(d, state.iteration + 1, z + dz, s + ds, lam + dl, nu + dnu, tol)
+    mu = jnp.dot(s, lam) / m
+
+    def direction(trip, carry):
+        ds, dl, sigma_mu, _ = carry
+        x = _solve_newton(fac, d, s, lam, (-rd, -rin, -req, -s * lam - ds * dl + sigma_mu), trip)
+        a = jnp.minimum(_max_step(s, x[1]), _max_step(lam, x[2]))
+        sigma = jnp.clip(jnp.dot(s + a * x[1], lam + a * x[2]) / m / mu, 0.0, 1.0) ** 3
+        return x[1], x[2], sigma * mu, (x, a)
+
+    zero = (jnp.zeros_like(z), jnp.zeros_like(s), jnp.zeros_like(lam), jnp.zeros_like(nu))
+    *_, ((dz, ds, dl, dnu), a) = jax.lax.fori_loop(
+        0, 2, direction, (zero[1], zero[2], jnp.zeros((), z.dtype), (zero, jnp.zeros((), z.dtype))))
+    a = jnp.minimum(1.0, STEP_FRACTION * a)
     return _judge(d, state.iteration + 1, z + a * dz, s + a * ds, lam + a * dl, nu + a * dnu, tol)
 
 
