@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from ift_lib._qp_linalg import after, cho_solve, cholesky, inverse_cholesky, min_pivot
 
 __all__ = ["Status", "QPSolution", "IPMState", "interior_point", "active_set", "REG",
-           "STEP_FRACTION", "ACTIVE_RATIO", "RANK_TOL"]
+           "STEP_FRACTION", "ACTIVE_RATIO", "RANK_TOL", "SEPARATION", "SEPARATION_STEPS"]
 
 #: Relative regularization delta of the Newton system.
 REG = 1e-13
@@ -49,6 +49,11 @@ STEP_FRACTION = 0.99
 ACTIVE_RATIO = 0.1
 #: Relative size below which a pivot of the rank tests (LICQ, unique solution) counts as zero.
 RANK_TOL = 1e-10
+#: A constraint is clearly classified when min(s_i, lam_i) <= SEPARATION * max(s_i, lam_i).
+SEPARATION = 1e-2
+#: At most this many iterations after convergence while some constraint is not clearly
+#: classified (see ``interior_point``).
+SEPARATION_STEPS = 8
 
 
 class Status(enum.IntEnum):
@@ -76,6 +81,7 @@ _MESSAGES = {
     Status.NOT_UNIQUE: "solution not unique (a whole optimal face)",
     Status.DEPENDENT_CONSTRAINTS: "solved, active constraints dependent (no derivative computed)"}
 _KEEP_GOING = -1
+_SEPARATING = -2        # converged, iterating on to separate s from lam (see interior_point)
 
 
 class QPSolution(NamedTuple):
@@ -146,27 +152,27 @@ def _residuals(d: Data, z, s, lam, nu):
 
 def _judge(d: Data, it, z, s, lam, nu, tol) -> IPMState:
     """The state with its status: keep going, SOLVED, PRIMAL_ or DUAL_INFEASIBLE. Residuals are
-    compared with tol times the size of the terms they are made of."""
-    rd, rin, req = _residuals(d, z, s, lam, nu)
-    pres = jnp.maximum(maxabs(rin), maxabs(req))
+    compared with tol times the size of the terms they are made of. (Each max is taken over one
+    concatenated vector: one reduction each, which keeps the compiled program small.)"""
+    Qz, Gz, Az, Gl, An = d.Q @ z, d.G @ z, d.A @ z, d.G.T @ lam, d.A.T @ nu
+    rd, rin, req = Qz + d.q + Gl + An, Gz + s - d.h, Az - d.b
+    pres = maxabs(jnp.concatenate([rin, req]))
     dres = maxabs(rd)
     gap = jnp.dot(s, lam)
-    obj = 0.5 * z @ (d.Q @ z) + d.q @ z
-    p_scale = 1 + jnp.max(jnp.array([maxabs(d.h), maxabs(d.b), maxabs(d.G @ z), maxabs(d.A @ z)]))
-    d_scale = 1 + jnp.max(jnp.array([maxabs(d.q), maxabs(d.Q @ z), maxabs(d.G.T @ lam),
-                                     maxabs(d.A.T @ nu)]))
+    obj = 0.5 * z @ Qz + d.q @ z
+    p_scale = 1 + maxabs(jnp.concatenate([d.h, d.b, Gz, Az]))
+    d_scale = 1 + maxabs(jnp.concatenate([d.q, Qz, Gl, An]))
     p_ok = pres <= tol * p_scale
     d_ok = dres <= tol * d_scale
     solved = p_ok & d_ok & (gap <= tol * (1 + jnp.abs(obj)))
     eps_inf = jnp.sqrt(tol) * 1e-3                      # 1e-8 for tol = 1e-10
     # primal infeasibility (Farkas): lam >= 0, nu with G'lam + A'nu = 0 and h'lam + b'nu < 0
     hy = d.h @ lam + d.b @ nu
-    infeasible = ~p_ok & (hy < 0) & (maxabs(d.G.T @ lam + d.A.T @ nu) <= eps_inf * -hy)
+    infeasible = ~p_ok & (hy < 0) & (maxabs(Gl + An) <= eps_inf * -hy)
     # dual infeasibility: a direction z with Qz = 0, Az = 0, Gz <= 0 and q'z < 0
     qz = d.q @ z
-    gz = jnp.max(d.G @ z) if d.G.shape[0] else jnp.zeros((), z.dtype)
-    unbounded = ~d_ok & (qz < 0) & (jnp.maximum(jnp.maximum(maxabs(d.Q @ z), maxabs(d.A @ z)),
-                                                gz) <= eps_inf * -qz)
+    unbounded = ~d_ok & (qz < 0) & (
+        jnp.max(jnp.concatenate([jnp.abs(Qz), jnp.abs(Az), Gz]), initial=0.0) <= eps_inf * -qz)
     status = jnp.where(solved, Status.SOLVED, jnp.where(
         infeasible, Status.PRIMAL_INFEASIBLE, jnp.where(unbounded, Status.DUAL_INFEASIBLE,
                                                         _KEEP_GOING)))
@@ -274,9 +280,10 @@ def active_set(s, lam):
     """Which constraints the derivative treats as active (s_i = 0 at the exact solution).
 
     At the interior point an active constraint has s_i ~ tol / lam_i << lam_i and an inactive
-    one lam_i << s_i; a weakly active one (lam_i = s_i = 0) has lam_i ~ s_i ~ sqrt(tol). So a
-    constraint counts as active only when s_i < ACTIVE_RATIO lam_i, and a weakly active one
-    deterministically as inactive (the one-sided derivative of the released side, like
+    one lam_i << s_i (the solver iterates past convergence until each constraint is separated
+    by a factor 1/SEPARATION, see ``_separate``); a weakly active one (lam_i = s_i = 0) has
+    lam_i ~ s_i ~ sqrt(mu). So a constraint counts as active only when s_i < ACTIVE_RATIO lam_i,
+    and a weakly active one deterministically as inactive (the one-sided derivative of the released side, like
     ReLU'(0) = 0 in JAX)."""
     return s < ACTIVE_RATIO * lam
 
@@ -313,6 +320,34 @@ def _flat_direction(d: Data, active):
     return ~(min_pivot(cholesky(H, "solution check")) / c > RANK_TOL)          # NaN: True
 
 
+def _unresolved(s, lam):
+    """True when some constraint is neither clearly active nor clearly inactive: s_i and lam_i
+    within a factor 1/SEPARATION of each other (``active_set`` could classify it either way)."""
+    return jnp.any((s > SEPARATION * lam) & (lam > SEPARATION * s))
+
+
+def _separate(old: IPMState, new: IPMState, extra):
+    """The loop's bookkeeping after a step from ``old`` to ``new``: (state, extra steps taken).
+
+    Convergence (residuals and gap below tol) bounds s'lam relative to the objective, not each
+    product s_i lam_i relative to the constraint's margin: a constraint whose multiplier or slack
+    at the exact solution is small (1e-4, say, with |objective| ~ 1e5) can still have s_i ~ lam_i
+    at a converged iterate, and the derivative would take the wrong side of it. So a converged
+    state with such a constraint keeps iterating (status _SEPARATING), at most SEPARATION_STEPS
+    more times; a constraint that stays unresolved is weakly active (lam_i = s_i = 0 exactly),
+    where either side gives a one-sided derivative. A step that loses convergence in this phase
+    is undone."""
+    separating = old.status == _SEPARATING
+    ok = (new.status == Status.SOLVED) & jnp.all(jnp.array(
+        [jnp.all(jnp.isfinite(x)) for x in (new.z, new.s, new.lam, new.nu)]))
+    extra = jnp.where(separating, extra + 1, 0).astype(jnp.int32)
+    go_on = ok & _unresolved(new.s, new.lam) & (extra < SEPARATION_STEPS)
+    new = new._replace(status=jnp.where(go_on, _SEPARATING, new.status).astype(new.status.dtype))
+    undo = separating & ~ok
+    kept = old._replace(status=jnp.full_like(old.status, Status.SOLVED))
+    return jax.tree.map(lambda a, b: jnp.where(undo, a, b), kept, new), extra
+
+
 def interior_point(Q, q, G, h, A, b, tol: float, max_iter: int) -> QPSolution:
     """Solve one QP (shapes as in :class:`Data`); failures (statuses 1-5) give NaN values."""
     d = Data(Q, q, G, h, A, b)
@@ -331,10 +366,13 @@ def interior_point(Q, q, G, h, A, b, tol: float, max_iter: int) -> QPSolution:
         lam = jnp.where(jnp.min(lam) > 0, lam, lam + 1.0 - jnp.min(lam))
     init = _judge(d, jnp.zeros((), jnp.int32), z, s, lam, nu, tol)
     init = init._replace(status=jnp.where(bad_input, Status.BAD_INPUT, init.status))
-    final = jax.lax.while_loop(
-        lambda st: (st.status == _KEEP_GOING) & (st.iteration < max_iter),
-        lambda st: _step(d, delta, rho, AtA, tol, st), init)
+    init, extra = _separate(init, init, jnp.zeros((), jnp.int32))
+    final, _ = jax.lax.while_loop(
+        lambda c: ((c[0].status == _KEEP_GOING) | (c[0].status == _SEPARATING))
+        & (c[0].iteration < max_iter),
+        lambda c: _separate(c[0], _step(d, delta, rho, AtA, tol, c[0]), c[1]), (init, extra))
     status = jnp.where(final.status == _KEEP_GOING, Status.MAX_ITER, final.status)
+    status = jnp.where(status == _SEPARATING, Status.SOLVED, status)
     # solved: is the solution unique, are the active constraints independent? Judged on the
     # active set the derivative uses.
     active = active_set(final.s, final.lam)

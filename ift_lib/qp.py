@@ -55,7 +55,11 @@ solution (LDL' pivots of small Gram matrices against ``RANK_TOL``, see ``ift_lib
 status 5, a failure. (i) failing (a repeated constraint) leaves z right and unique, and dz/dQ,
 dz/dq exist mathematically, but the matrix factorized here is singular -- a limitation of this
 method: status 6, z returned, every derivative NaN. An LP at a vertex is fine (derivative 0).
-At a weakly active constraint (lam_i = s_i = 0) the interior point has lam_i ~ s_i ~ sqrt(tol);
+Convergence at tol bounds s'lam relative to the objective, not each s_i lam_i relative to the
+constraint's own margin, so a nearly degenerate constraint (a multiplier or slack of 1e-5, say)
+can still have s_i ~ lam_i at the first converged iterate; the solver then iterates on (at most
+``SEPARATION_STEPS`` = 8 more steps) until every constraint is clearly active or inactive.
+At a weakly active constraint (lam_i = s_i = 0) they never separate (lam_i ~ s_i ~ sqrt(mu));
 it counts as inactive, and the derivative is the one-sided one of the side where the constraint
 is released (like ReLU'(0) = 0). Second derivatives work (the rule calls the solver again).
 
