@@ -1,7 +1,8 @@
 """Differentiable QP layers on the CPU: ift_lib.qp vs qpth vs cvxpylayers (Clarabel), time and accuracy.
 
-    python benchmarks/qp_layers.py                  # the comparison (a few minutes on 2 cores)
+    python benchmarks/qp_layers.py                  # both sizes and one QP (~10 min on 2 cores)
     python benchmarks/qp_layers.py --repeats 3      # fewer timing repeats, for checking the script
+    python benchmarks/qp_layers.py --sizes 64x50x50x10 --no-single    # one size only
 
 Optional dependencies (not in the book's requirements.txt; torch==2.13.0 is the CPU wheel on this
 machine's disk), installed after the book's requirements:
@@ -11,9 +12,11 @@ machine's disk), installed after the book's requirements:
     pip install --no-deps qpth==0.0.18     # qpth declares numpy<2 (pip can't override that in a
                                            # requirements file); it runs with numpy 2
 
-Problem (fixed seed): a batch of 64 random, feasible, strictly convex QPs in float64,
+Problems (fixed seed), for each size BATCHxNxMxP of --sizes (default 64x50x50x10 and
+128x100x100x20, then one QP of the first size: batch 1, where Python overhead dominates): a batch
+of random, feasible, strictly convex QPs in float64,
 
-    minimize_z 1/2 z'Qz + q'z   s.t.  Gz <= h  (m = 50),  Az = b  (p = 10),   z in R^n (n = 50),
+    minimize_z 1/2 z'Qz + q'z   s.t.  Gz <= h  (m rows),  Az = b  (p rows),   z in R^n,
 
 Q = LL' + 0.1 I with L = randn(n, n) / sqrt(n); q, G, A standard normal; h = G z0 + s0 and b = A z0
 with z0 standard normal and s0 ~ U(0, SLACK_SCALE), so z0 is strictly feasible. The scale of s0
@@ -57,8 +60,12 @@ and (dz, dlam_a, dnu) = -K^-1 [w; 0; 0], the gradient of w'z is
 These formulas are checked against central finite differences on a small QP first. Accuracy =
 ||g - g_ref|| / ||g_ref|| per block (Q, q, G, h, A, b); "max" is the largest of the six.
 
-Target (from the issue): ift_lib at least 2x faster than qpth at equal or better accuracy
-(ift_lib's max relative gradient error <= qpth's, errors below ACCURACY_FLOOR counting as equal).
+Every variant above runs on the first size; the others run ift_lib, qpth (both thread settings)
+and cvxpylayers dense. A summary table lists every size.
+
+Target (from issue 14), checked on every size with a batch > 1: ift_lib at its defaults at least
+2x faster than qpth's faster thread setting in the same run (fwd+bwd), with its max relative
+gradient error <= ERROR_BOUND (1e-7) and <= qpth's (errors below ACCURACY_FLOOR counting as equal).
 Not part of the test suite; the target printed at the end is checked, not assumed.
 """
 from __future__ import annotations
@@ -127,14 +134,28 @@ REFERENCE_CLARABEL = dict(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12, 
 TIGHT_CLARABEL = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)   # 1e-12: "AlmostSolved"
 ACCURACY_FLOOR = 1e-9         # relative errors below this count as equal (float64, cond(K) < 1e2)
 SPEEDUP_TARGET = 2.0
+ERROR_BOUND = 1e-7            # the target's bound on ift_lib's largest relative gradient error
+SIZES = ((64, 50, 50, 10), (128, 100, 100, 20))   # (batch, n, m, p), both checked against the target
 
 
 # ------------------------------------------------------------------------------------ helpers
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def qp_version() -> str:
     """Which ift_lib.qp was measured: git commit, and a hash of its files when they differ."""
     path = sys.modules[solve_qp.__module__].__file__
-    files = [os.path.join(os.path.dirname(path), f) for f in ("qp.py", "_qp_ipm.py", "_dense_lu.py")]
+    files = [os.path.join(os.path.dirname(path), f) for f in ("qp.py", "_qp_ipm.py", "_qp_linalg.py")]
     digest = hashlib.sha256(b"".join(open(f, "rb").read() for f in files)).hexdigest()[:12]
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
@@ -381,38 +402,20 @@ def run_cvxpylayers(prob, w, repeats: int, tolerances: dict, mode: str = "dense"
 
 # ---------------------------------------------------------------------------------------- main
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per layer (median)")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--n", type=int, default=50, help="variables")
-    parser.add_argument("--m", type=int, default=50, help="inequalities")
-    parser.add_argument("--p", type=int, default=10, help="equalities")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(1)                   # cvxpylayers' small torch ops; qpth sets its own
-    t_start = time.perf_counter()
-    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in
-                         ("jax", "torch", "qpth", "cvxpy", "cvxpylayers", "diffcp", "clarabel"))
-    print(f"{versions}; Python {platform.python_version()}, {os.cpu_count()} CPUs, JAX backend "
-          f"{jax.default_backend()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, torch "
-          f"default threads {default_threads}; ift_lib/qp.py {qp_version()}; "
-          f"load average at start {load_average()} (wall times: other work on the machine inflates "
-          "them)\n")
+def parse_size(text: str) -> tuple[int, int, int, int]:
+    """"BxNxMxP" -> (batch, n, m, p)."""
+    try:
+        batch, n, m, p = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is BATCHxNxMxP, e.g. 64x50x50x10; got {text!r}")
+    return batch, n, m, p
 
-    # 1. the reference formulas against finite differences
-    fd = check_formulas()
-    fd_ok = max(fd["errors"].values()) < 1e-6
-    print(f"Reference formulas vs central finite differences (n = {fd['n']}, m = {fd['m']}, "
-          f"p = {fd['p']}, {fd['active']} active; step 1e-6): relative error "
-          + ", ".join(f"{k} {e:.1e}" for k, e in fd["errors"].items())
-          + ("  OK" if fd_ok else "  MISMATCH"))
 
-    # 2. the problems and the reference
-    B, n, m, p = args.batch, args.n, args.m, args.p
-    prob = random_qps(args.seed, B, n, m, p)
-    w = np.random.default_rng(args.seed + 1).standard_normal((B, n))
+def compare(size, seed: int, repeats: int, default_threads: int, fd_ok: bool, tight_layers: bool):
+    """Time and check every layer on one problem size; print the tables; return the runs."""
+    B, n, m, p = size
+    prob = random_qps(seed, B, n, m, p)
+    w = np.random.default_rng(seed + 1).standard_normal((B, n))
     t0 = time.perf_counter()
     sols = [exact_solution(*(prob[k][i] for k in BLOCKS)) for i in range(B)]
     ref_grads = [exact_gradient(s, w[i]) for i, s in enumerate(sols)]
@@ -422,26 +425,28 @@ def main(argv=None) -> int:
     frac = np.array([s["active"].mean() for s in sols])
     margin = min(s["margin"] for s in sols)
     cond = max(np.linalg.cond(s["K"]) for s in sols)
-    print(f"\nProblem: {B} QPs, n = {n}, m = {m} inequalities, p = {p} equalities, float64, seed "
-          f"{args.seed}; active constraints at the solution: mean {100 * frac.mean():.0f}% (min "
-          f"{100 * frac.min():.0f}%, max {100 * frac.max():.0f}%); strict complementarity margin "
-          f"min_i max(lam_i, s_i) = {margin:.2e}; max cond(active-set KKT) = {cond:.2e}; reference "
-          f"(Clarabel 1e-12 + active-set polish + adjoint) in {t_ref:.2f} s")
+    print(f"\n===== {B} QP{'s' * (B > 1)}, n = {n}, m = {m} inequalities, p = {p} equalities, "
+          f"float64, seed {seed}; load average {load_average()}\nActive constraints at the "
+          f"solution: mean {100 * frac.mean():.0f}% (min {100 * frac.min():.0f}%, max "
+          f"{100 * frac.max():.0f}%); strict complementarity margin min_i max(lam_i, s_i) = "
+          f"{margin:.2e}; max cond(active-set KKT) = {cond:.2e}; reference (Clarabel 1e-12 + "
+          f"active-set polish + adjoint) in {t_ref:.2f} s")
 
-    # 3. the layers
     runs = {}
     tight = f"tol {TIGHT_CLARABEL['tol_feas']:g}"
-    for name, fn in [
-            ("ift_lib", lambda: run_ift_lib(prob, w, args.repeats)),
-            ("ift_lib tol=1e-12", lambda: run_ift_lib(prob, w, args.repeats, tol=1e-12)),
-            ("qpth 1 thread", lambda: run_qpth(prob, w, args.repeats, 1)),
-            *([(f"qpth {default_threads} threads", lambda: run_qpth(
-                prob, w, args.repeats, default_threads, budget=10 * runs["qpth 1 thread"]["time"]))]
-              if default_threads > 1 else []),
-            ("cvxpylayers dense", lambda: run_cvxpylayers(prob, w, args.repeats, {})),
-            (f"cvxpylayers dense {tight}", lambda: run_cvxpylayers(prob, w, args.repeats,
-                                                                  TIGHT_CLARABEL)),
-            ("cvxpylayers lsqr", lambda: run_cvxpylayers(prob, w, args.repeats, {}, mode="lsqr"))]:
+    layers = [
+        ("ift_lib", lambda: run_ift_lib(prob, w, repeats)),
+        *([("ift_lib tol=1e-12", lambda: run_ift_lib(prob, w, repeats, tol=1e-12))]
+          if tight_layers else []),
+        ("qpth 1 thread", lambda: run_qpth(prob, w, repeats, 1)),
+        *([(f"qpth {default_threads} threads", lambda: run_qpth(
+            prob, w, repeats, default_threads, budget=10 * runs["qpth 1 thread"]["time"]))]
+          if default_threads > 1 else []),
+        ("cvxpylayers dense", lambda: run_cvxpylayers(prob, w, repeats, {})),
+        *([(f"cvxpylayers dense {tight}", lambda: run_cvxpylayers(prob, w, repeats, TIGHT_CLARABEL)),
+           ("cvxpylayers lsqr", lambda: run_cvxpylayers(prob, w, repeats, {}, mode="lsqr"))]
+          if tight_layers else [])]
+    for name, fn in layers:
         t0 = time.perf_counter()
         runs[name] = r = fn()
         r["errors"] = {k: rel_err(r["grads"][k], ref[k]) for k in BLOCKS}
@@ -453,7 +458,7 @@ def main(argv=None) -> int:
 
     base = runs["ift_lib"]
     print(f"\nForward + backward of sum(w * z) w.r.t. Q, q, G, h, A, b for the batch (median of "
-          f"{args.repeats} calls after a warm-up; ratios: this method / ift_lib)")
+          f"{repeats} calls after a warm-up; ratios: this method / ift_lib)")
     table(["method", "fwd+bwd", "forward", "backward", "time ratio", "max rel. grad error",
            "error ratio", "max |z - z_ref|"],
           [[name, fmt_time(r["time"]), fmt_time(r["forward"]),
@@ -469,27 +474,80 @@ def main(argv=None) -> int:
     for name, r in runs.items():
         for note in r["notes"]:
             print(f"  {name}: {note}")
+    return runs
 
-    qpth_name = min((name for name in runs if name.startswith("qpth")), key=lambda k: runs[k]["time"])
-    q = runs[qpth_name]                                                 # the faster qpth setting
 
-    def verdict(name: str) -> tuple[bool, str]:
-        r = runs[name]
-        speedup = q["time"] / r["time"]
-        accurate = r["max_error"] <= max(q["max_error"], ACCURACY_FLOOR)
-        return (speedup >= SPEEDUP_TARGET and accurate and fd_ok,
-                f"{name} vs {qpth_name}: time ratio {speedup:.3g}x ({'>=' if speedup >= SPEEDUP_TARGET else '<'} "
-                f"{SPEEDUP_TARGET:g}x), max relative gradient error {r['max_error']:.2e} vs "
-                f"{q['max_error']:.2e} ({'equal or better' if accurate else 'worse'})")
+def verdict(runs: dict, name: str, fd_ok: bool) -> tuple[bool, str]:
+    """The target for layer ``name`` against qpth's faster setting in the same runs."""
+    qpth_name = min((k for k in runs if k.startswith("qpth")), key=lambda k: runs[k]["time"])
+    q, r = runs[qpth_name], runs[name]
+    speedup = q["time"] / r["time"]
+    accurate = r["max_error"] <= min(ERROR_BOUND, max(q["max_error"], ACCURACY_FLOOR))
+    return (speedup >= SPEEDUP_TARGET and accurate and fd_ok,
+            f"{name} vs {qpth_name}: time ratio {speedup:.3g}x "
+            f"({'>=' if speedup >= SPEEDUP_TARGET else '<'} {SPEEDUP_TARGET:g}x), max relative "
+            f"gradient error {r['max_error']:.2e} vs {q['max_error']:.2e} "
+            f"({'<= 1e-7 and equal or better' if accurate else 'above 1e-7 or worse'})")
 
-    print(f"\nTotal {time.perf_counter() - t_start:.0f} s, load average at the end {load_average()}")
-    met_tight, text_tight = verdict("ift_lib tol=1e-12")
-    met, text = verdict("ift_lib")
-    print(f"\nFor comparison, {text_tight}: {'would meet' if met_tight else 'would not meet'} the target")
-    print(f"Target (ift_lib at its defaults at least {SPEEDUP_TARGET:g}x faster than qpth's faster "
-          f"setting at equal or better accuracy, errors below {ACCURACY_FLOOR:g} counting as equal): "
-          f"{'MET' if met else 'NOT MET'} -- {text}"
-          + ("" if fd_ok else "; the reference formulas FAILED the finite-difference check"))
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per layer (median)")
+    parser.add_argument("--sizes", type=parse_size, nargs="+", default=list(SIZES),
+                        help="problem sizes BATCHxNxMxP (default: %(default)s); the target is "
+                             "checked on every size with a batch > 1")
+    parser.add_argument("--single", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time one QP (batch 1) of the first size")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)                   # cvxpylayers' small torch ops; qpth sets its own
+    t_start = time.perf_counter()
+    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in
+                         ("jax", "torch", "qpth", "cvxpy", "cvxpylayers", "diffcp", "clarabel"))
+    print(f"{versions}; Python {platform.python_version()}, {os.cpu_count()} CPUs ({cpu_model()}), "
+          f"JAX backend {jax.default_backend()}, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS')}, torch default threads {default_threads}; "
+          f"ift_lib/qp.py {qp_version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}; load average at "
+          f"start {load_average()} (wall times: other work on the machine inflates them)\n")
+
+    # 1. the reference formulas against finite differences
+    fd = check_formulas()
+    fd_ok = max(fd["errors"].values()) < 1e-6
+    print(f"Reference formulas vs central finite differences (n = {fd['n']}, m = {fd['m']}, "
+          f"p = {fd['p']}, {fd['active']} active; step 1e-6): relative error "
+          + ", ".join(f"{k} {e:.1e}" for k, e in fd["errors"].items())
+          + ("  OK" if fd_ok else "  MISMATCH"))
+
+    # 2. each size: the reference, the layers, the tables (the first size with every variant)
+    sizes = list(args.sizes) + ([(1,) + tuple(args.sizes[0][1:])] if args.single else [])
+    results = [(size, compare(size, args.seed, args.repeats, default_threads, fd_ok,
+                              tight_layers=k == 0)) for k, size in enumerate(sizes)]
+
+    print(f"\n===== Summary (total {time.perf_counter() - t_start:.0f} s, load average at the end "
+          f"{load_average()})")
+    table(["size (batch x n x m x p)", "method", "fwd+bwd", "forward", "max rel. grad error"],
+          [["x".join(map(str, size)), name, fmt_time(r["time"]), fmt_time(r["forward"]),
+            f"{r['max_error']:.2e}"] for size, runs in results for name, r in runs.items()])
+    all_met = True
+    for size, runs in results:
+        label = "x".join(map(str, size))
+        if size[0] == 1:
+            print(f"{label} (one QP: Python and dispatch overhead dominate; not part of the target): "
+                  + verdict(runs, "ift_lib", fd_ok)[1])
+            continue
+        met, text = verdict(runs, "ift_lib", fd_ok)
+        all_met &= met
+        if "ift_lib tol=1e-12" in runs:
+            met_tight, text_tight = verdict(runs, "ift_lib tol=1e-12", fd_ok)
+            print(f"{label}, for comparison, {text_tight}: "
+                  f"{'would meet' if met_tight else 'would not meet'} the target")
+        print(f"{label}: target (ift_lib at its defaults at least {SPEEDUP_TARGET:g}x faster than "
+              f"qpth's faster setting, max relative gradient error <= {ERROR_BOUND:g} and <= "
+              f"qpth's, errors below {ACCURACY_FLOOR:g} counting as equal): "
+              f"{'MET' if met else 'NOT MET'} -- {text}"
+              + ("" if fd_ok else "; the reference formulas FAILED the finite-difference check"))
+    print(f"Target on every size: {'MET' if all_met else 'NOT MET'}")
     return 0
 
 

@@ -13,7 +13,8 @@ so the KKT conditions at the solution, with slack s = h - Gz, are
 Value: a primal-dual interior-point method with Mehrotra's predictor-corrector (the LP-cone case
 of CVXOPT's ``coneqp``, as in OptNet), jit-compiled, one ``lax.while_loop`` of at most
 ``max_iter`` steps over a named state; it lives in ``ift_lib._qp_ipm`` (the iteration) and
-``ift_lib._dense_lu`` (plain-JAX factorizations: jaxlib's batched LU can deadlock under vmap).
+``ift_lib._qp_linalg`` (batched Cholesky factorizations, chained so that jaxlib's batched LAPACK
+kernels cannot deadlock each other; see there).
 Convergence: primal and dual residuals below tol times the size of the terms they are made of
 (max|h|, |b|, |Gz|, |Az| and max|q|, |Qz|, |G'lam|, |A'nu|), and gap s'lam <= tol (1 + |obj|).
 
@@ -35,10 +36,14 @@ complementarity row is divided by its nonzero factor, which leaves the well-scal
      [M G,     -(I - M),   0 ],
      [A,       0,          0 ]],
 
-factorized once (LU) per derivative; on well-posed problems this matches the exact KKT
-derivative to ~1e-9 relative in float64, at any tol (tests/test_qp.py checks 1e-7 at n = 50).
-(OptNet reuses the solver's last factorization, whose entries grow like 1/tol at active
-constraints; ift_lib pays for one well-scaled factorization instead.)
+solved once per derivative: its inactive rows fix dlam_i, the rest is reduced to two positive
+definite matrices, Q + c N'N (n, n; N the unit active rows of G with A, c = max(1, max|Q|)) and
+its Schur complement N (Q + c N'N)^-1 N' (m + p, m + p), each factorized by Cholesky, and the
+solve is refined once against the matrix above (``_solve_active_set_kkt``). On well-posed
+problems this matches the exact KKT derivative to ~1e-9 relative in float64, at any tol
+(tests/test_qp.py checks 1e-7 at n = 50). (OptNet reuses the solver's last factorization, whose
+entries grow like 1/tol at active constraints; ift_lib pays for two small well-scaled
+factorizations instead.)
 dQ enters only through its symmetric part (dQ + dQ')/2 -- the QP depends on sym(Q) only -- so
 reverse mode returns a symmetric dQ.
 
@@ -50,7 +55,11 @@ solution (LDL' pivots of small Gram matrices against ``RANK_TOL``, see ``ift_lib
 status 5, a failure. (i) failing (a repeated constraint) leaves z right and unique, and dz/dQ,
 dz/dq exist mathematically, but the matrix factorized here is singular -- a limitation of this
 method: status 6, z returned, every derivative NaN. An LP at a vertex is fine (derivative 0).
-At a weakly active constraint (lam_i = s_i = 0) the interior point has lam_i ~ s_i ~ sqrt(tol);
+Convergence at tol bounds s'lam relative to the objective, not each s_i lam_i relative to the
+constraint's own margin, so a nearly degenerate constraint (a multiplier or slack of 1e-5, say)
+can still have s_i ~ lam_i at the first converged iterate; the solver then iterates on (at most
+``SEPARATION_STEPS`` = 8 more steps) until every constraint is clearly active or inactive.
+At a weakly active constraint (lam_i = s_i = 0) they never separate (lam_i ~ s_i ~ sqrt(mu));
 it counts as inactive, and the derivative is the one-sided one of the side where the constraint
 is released (like ReLU'(0) = 0). Second derivatives work (the rule calls the solver again).
 
@@ -72,13 +81,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ift_lib._checks import is_concrete
-from ift_lib._dense_lu import lu_factor, lu_solve, recording_factorizations
+from ift_lib._qp_linalg import cho_solve, inverse_cholesky, recording_factorizations
 from ift_lib._qp_ipm import (ACTIVE_RATIO, RANK_TOL, REG, STEP_FRACTION, QPSolution, Status,
                              active_set, interior_point)
 
@@ -150,6 +160,73 @@ def _active_set_kkt_matrix(Q, G, A, active):
         jnp.concatenate([A, jnp.zeros((p, m + p), Q.dtype)], axis=1)], axis=0)
 
 
+class ActiveSetFactors(NamedTuple):
+    """The active-set KKT matrix, reduced to two positive definite blocks (see
+    ``_factor_active_set_kkt``): U (m + p, n) the unit active rows of G with A (inactive rows 0),
+    scale (m + p,) = 1 / |row| (1 for an inactive row), c = max(1, max|Q|), M = L^-1 (n, n) with
+    L L' = Q + c U'U, W = M U' (n, m + p), Ms = Ls^-1 (m + p, m + p) with
+    Ls Ls' = W'W + diag(inactive)."""
+    U: jax.Array
+    scale: jax.Array
+    c: jax.Array
+    M: jax.Array
+    W: jax.Array
+    Ms: jax.Array
+
+
+def _factor_active_set_kkt(Q, G, A, active) -> ActiveSetFactors:
+    """Factorize the active-set KKT matrix (``_active_set_kkt_matrix``) in reduced form.
+
+    Its inactive rows fix dlam_i; what is left is the equality-constrained KKT system with the
+    active rows N of G and A. Written with unit rows U = diag(scale) N, it is solved by the
+    augmented Lagrangian H = Q + c U'U (positive definite exactly when Q is positive definite on
+    {d: Nd = 0}, the unique-solution condition) and the Schur complement U H^-1 U' (positive
+    definite exactly when the active rows are independent, LICQ): two Cholesky factorizations,
+    of sizes n and m + p, instead of an LU of size n + m + p."""
+    N = jnp.concatenate([active[:, None] * G, A])
+    norm = jnp.sqrt(jnp.sum(N * N, axis=-1))
+    scale = 1.0 / jnp.where(norm > 0, norm, 1.0)
+    U = scale[:, None] * N
+    c = jnp.maximum(1.0, jnp.max(jnp.abs(Q), initial=0.0))
+    M = inverse_cholesky(0.5 * (Q + Q.T) + c * (U.T @ U), "active-set kkt")
+    W = M @ U.T
+    inactive = jnp.concatenate([~active, jnp.zeros(A.shape[0], bool)]).astype(Q.dtype)
+    Ms = inverse_cholesky(W.T @ W + jnp.diag(inactive), "active-set kkt schur")
+    return ActiveSetFactors(U, scale, c, M, W, Ms)
+
+
+def _solve_active_set_kkt_once(f: ActiveSetFactors, G, act, r1, r2, r3):
+    """(dz, dlam, dnu) with K [dz; dlam; dnu] = [r1; r2; r3], K the active-set KKT matrix, act
+    (m,) its 0/1 active mask. Linear in (r1, r2, r3) (products with the mask, no branches), so
+    JAX transposes it for reverse mode. The equations:
+
+        inactive i:  -dlam_i = r2_i
+        Q dz + N'y = r1 - G'dlam_inactive,   N dz = (act r2, r3),   y = (dlam_active, dnu)
+
+    and with unit rows U = diag(scale) N, y = diag(scale) y~, H = Q + c U'U:
+        (U H^-1 U') y~ = U H^-1 (r1' + c U't) - t,  t = diag(scale) (act r2, r3),
+        dz = H^-1 (r1' + c U't - U'y~)."""
+    m = G.shape[0]
+    dlam_inactive = -(1.0 - act) * r2
+    t = f.scale * jnp.concatenate([act * r2, r3])
+    v = f.M @ (r1 - G.T @ dlam_inactive + f.c * (f.U.T @ t))
+    y = cho_solve(f.Ms, f.W.T @ v - t)
+    dz = f.M.T @ (v - f.W @ y)
+    y = f.scale * y
+    return dz, act * y[:m] + dlam_inactive, y[m:]
+
+
+def _solve_active_set_kkt(f: ActiveSetFactors, K, G, act, r):
+    """K x = r (r = (r1, r2, r3) of sizes n, m, p) by the reduced factorization, refined once
+    against K itself (the reduction squares no condition number, but H and U H^-1 U' can be
+    worse conditioned than K: the refinement step restores K's accuracy)."""
+    n, m = f.M.shape[0], G.shape[0]
+    x = jnp.concatenate(_solve_active_set_kkt_once(f, G, act, *r))
+    e = jnp.concatenate(r) - K @ x
+    x = x + jnp.concatenate(_solve_active_set_kkt_once(f, G, act, e[:n], e[n:n + m], e[n + m:]))
+    return x
+
+
 @_qp.defjvp
 def _qp_jvp(tol, max_iter, primals, tangents):
     Q, q, G, h, A, b = primals
@@ -162,10 +239,12 @@ def _qp_jvp(tol, max_iter, primals, tangents):
     active = active_set(sol.s, lam)
     dQs = 0.5 * (dQ + dQ.T)          # the QP depends on sym(Q) only
     lam = jnp.where(active, lam, 0.0)   # the exact solution's multipliers: 0 when inactive
-    rhs = -jnp.concatenate([dQs @ z + dq + dG.T @ lam + dA.T @ nu,
-                            active.astype(Q.dtype) * (dG @ z - dh),    # a product: NaN stays NaN
-                            dA @ z - db])
-    x = lu_solve(lu_factor(_active_set_kkt_matrix(Q, G, A, active)), rhs)
+    act = active.astype(Q.dtype)
+    rhs = (-(dQs @ z + dq + dG.T @ lam + dA.T @ nu),
+           -act * (dG @ z - dh),                          # a product: NaN stays NaN
+           -(dA @ z - db))
+    x = _solve_active_set_kkt(_factor_active_set_kkt(Q, G, A, active),
+                              _active_set_kkt_matrix(Q, G, A, active), G, act, rhs)
     dz, dlam, dnu = x[:n], x[n:n + m], x[n + m:]
     ds = dh - dG @ z - G @ dz
     # every status but 0 (not converged, infeasible, unbounded, bad input, not unique, dependent
