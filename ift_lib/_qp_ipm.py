@@ -27,7 +27,10 @@ problem show up as a diverging iterate rather than a singular factorization. rho
 max(1, max|Q|) / max_i |A_i|^2, exact for delta = 0) makes H positive definite in the directions
 that only the equalities fix (an LP whose inequalities leave a direction free). Near the solution
 D has entries ~1e10 at active constraints and the elimination loses digits; one step of
-iterative refinement against (N) restores them.
+iterative refinement against (N) restores them (for the corrector; the predictor only sets the
+centering and is not refined). After convergence, the loop goes on for at most SEPARATION_STEPS
+steps while some constraint's s_i and lam_i are within a factor 1/SEPARATION of each other
+(``_separate``), so that the derivative's active set is read off a clearly separated iterate.
 """
 from __future__ import annotations
 
