@@ -157,8 +157,9 @@ def _judge(d: Data, it, z, s, lam, nu, tol) -> IPMState:
     """The state with its status: keep going, SOLVED, PRIMAL_ or DUAL_INFEASIBLE. Residuals are
     compared with tol times the size of the terms they are made of. (Each max is taken over one
     concatenated vector: one reduction each, which keeps the compiled program small.)"""
+    rd, rin, req = _residuals(d, z, s, lam, nu)
+    # the products again (XLA computes each once)
     Qz, Gz, Az, Gl, An = d.Q @ z, d.G @ z, d.A @ z, d.G.T @ lam, d.A.T @ nu
-    rd, rin, req = Qz + d.q + Gl + An, Gz + s - d.h, Az - d.b
     pres = maxabs(jnp.concatenate([rin, req]))
     dres = maxabs(rd)
     gap = jnp.dot(s, lam)
