@@ -1,6 +1,6 @@
 """Differentiable QP layers on the CPU: ift_lib.qp vs qpth vs cvxpylayers (Clarabel), time and accuracy.
 
-    python benchmarks/qp_layers.py                  # both sizes and one QP (~10 min on 2 cores)
+    python benchmarks/qp_layers.py                  # three sizes and one QP (~10 min on 2 cores)
     python benchmarks/qp_layers.py --repeats 3      # fewer timing repeats, for checking the script
     python benchmarks/qp_layers.py --sizes 64x50x50x10 --no-single    # one size only
 
@@ -12,8 +12,9 @@ machine's disk), installed after the book's requirements:
     pip install --no-deps qpth==0.0.18     # qpth declares numpy<2 (pip can't override that in a
                                            # requirements file); it runs with numpy 2
 
-Problems (fixed seed), for each size BATCHxNxMxP of --sizes (default 64x50x50x10 and
-128x100x100x20, then one QP of the first size: batch 1, where Python overhead dominates): a batch
+Problems (fixed seed), for each size BATCHxNxMxP of --sizes (default 64x50x50x10,
+128x100x100x20 and 64x100x50x10, then one QP of the first size: batch 1, where Python overhead
+dominates): a batch
 of random, feasible, strictly convex QPs in float64,
 
     minimize_z 1/2 z'Qz + q'z   s.t.  Gz <= h  (m rows),  Az = b  (p rows),   z in R^n,
@@ -135,7 +136,9 @@ TIGHT_CLARABEL = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)   # 
 ACCURACY_FLOOR = 1e-9         # relative errors below this count as equal (float64, cond(K) < 1e2)
 SPEEDUP_TARGET = 2.0
 ERROR_BOUND = 1e-7            # the target's bound on ift_lib's largest relative gradient error
-SIZES = ((64, 50, 50, 10), (128, 100, 100, 20))   # (batch, n, m, p), both checked against the target
+# (batch, n, m, p), each checked against the target: issue 14's two sizes (m = n: solve_qp's
+# primal Newton form), and fewer inequalities than variables (m = n / 2: its dual form)
+SIZES = ((64, 50, 50, 10), (128, 100, 100, 20), (64, 100, 50, 10))
 
 
 # ------------------------------------------------------------------------------------ helpers

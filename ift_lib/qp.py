@@ -88,14 +88,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ift_lib._checks import is_concrete
-from ift_lib._qp_linalg import cho_solve, inverse_cholesky, recording_factorizations
-from ift_lib._qp_ipm import (ACTIVE_RATIO, RANK_TOL, REG, STEP_FRACTION, QPSolution, Status,
-                             active_set, interior_point)
+from ift_lib._qp_linalg import after, cho_solve, inverse_cholesky, recording_factorizations
+from ift_lib._qp_ipm import (ACTIVE_RATIO, DUAL_MAX_RATIO, DUAL_PIVOT, NEWTON_FORMS, RANK_TOL,
+                             REG, STEP_FRACTION, QPSolution, Status, active_set, dual_form_ok,
+                             interior_point)
 
 __all__ = ["solve_qp", "QPSolution", "Status", "STATUS", "QPError", "QPInputError",
            "QPInfeasibleError", "QPUnboundedError", "QPNotConvergedError", "QPNotUniqueError",
            "QPDependentConstraintsError", "recording_factorizations", "REG", "STEP_FRACTION",
-           "ACTIVE_RATIO", "RANK_TOL"]
+           "ACTIVE_RATIO", "RANK_TOL", "DUAL_PIVOT", "DUAL_MAX_RATIO",
+           "NEWTON_FORMS"]
 
 #: status code -> message (the same as ``Status(code).message``)
 STATUS = {int(code): code.message for code in Status}
@@ -143,9 +145,9 @@ class QPDependentConstraintsError(QPError):
 
 # ----------------------------------------------------------------------------- the derivative
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7))
-def _qp(Q, q, G, h, A, b, tol, max_iter):
-    return interior_point(Q, q, G, h, A, b, tol, max_iter)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(7, 8, 9))
+def _qp(Q, q, G, h, A, b, use_dual, tol, max_iter, newton):
+    return interior_point(Q, q, G, h, A, b, use_dual, tol, max_iter, newton)
 
 
 def _active_set_kkt_matrix(Q, G, A, active):
@@ -228,10 +230,10 @@ def _solve_active_set_kkt(f: ActiveSetFactors, K, G, act, r):
 
 
 @_qp.defjvp
-def _qp_jvp(tol, max_iter, primals, tangents):
-    Q, q, G, h, A, b = primals
-    dQ, dq, dG, dh, dA, db = tangents
-    sol = _qp(Q, q, G, h, A, b, tol, max_iter)
+def _qp_jvp(tol, max_iter, newton, primals, tangents):
+    Q, q, G, h, A, b, use_dual = primals
+    dQ, dq, dG, dh, dA, db, _ = tangents
+    sol = _qp(Q, q, G, h, A, b, use_dual, tol, max_iter, newton)
     z, lam, nu = sol.z, sol.lam, sol.nu
     n, m = Q.shape[0], G.shape[0]
     # The exact solution has s_i = 0 (active) or lam_i = 0 (inactive); the interior point has
@@ -263,16 +265,33 @@ def _qp_jvp(tol, max_iter, primals, tangents):
                            zero(sol.dual_residual), zero(sol.gap), int0(sol.status))
 
 
-@functools.partial(jax.jit, static_argnums=(6, 7, 8))
-def _solve_flat(Q, q, G, h, A, b, tol, max_iter, in_axes):
+def _dual_form_ok_all(Q, A, in_axes):
+    """True when every QP of the (flattened) batch may use the dual Newton form."""
+    if in_axes[0] is None and in_axes[4] is None:
+        return dual_form_ok(Q, A)
+    return jnp.all(jax.vmap(dual_form_ok, in_axes=(in_axes[0], in_axes[4]))(Q, A))
+
+
+_dual_form_ok_all_jit = jax.jit(_dual_form_ok_all, static_argnums=2)
+
+
+@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
+def _solve_flat(Q, q, G, h, A, b, tol, max_iter, in_axes, newton):
     m, p = G.shape[-2], A.shape[-2]
+    # "auto": one test for the whole batch, so that the lax.cond between the two forms stays
+    # a branch under vmap (a per-QP test would run both forms); the solve is ordered after it
+    if newton == "auto":
+        use_dual = _dual_form_ok_all(Q, A, in_axes)
+        Q = after(Q, use_dual)
+    else:
+        use_dual = jnp.zeros((), bool)
     # Empty outputs (lam, s without inequalities, nu without equalities) are left out of the
     # vmapped function and added back afterwards: JAX (0.10) fails to differentiate a jitted
     # vmap of a custom_jvp function with a zero-size batched output.
     empty = {"lam": not m, "s": not m, "nu": not p}
 
     def fn(*args):
-        sol = _qp(*args, tol, max_iter)
+        sol = _qp(*args, use_dual, tol, max_iter, newton)
         return sol._replace(**{k: None for k, e in empty.items() if e})
 
     batched = any(ax is not None for ax in in_axes)
@@ -379,7 +398,7 @@ def _raise_for_status(sol, batch, differentiating):
 
 
 def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
-             max_iter: int = 100, throw: bool = True) -> QPSolution:
+             max_iter: int = 100, newton: str = "auto", throw: bool = True) -> QPSolution:
     """Solve min 1/2 z'Qz + q'z s.t. Gz <= h, Az = b; differentiable in all of Q, q, G, h, A, b.
 
     Shapes: Q (..., n, n) symmetric PSD, q (..., n), G (..., m, n) and h (..., m) (both or
@@ -387,6 +406,14 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     (...) or none (shared). ``tol`` (default 1e-10 in float64, 1e-5 in float32) bounds the
     relative primal and dual residuals and the duality gap; ``max_iter`` bounds the
     interior-point iterations. Returns a :class:`QPSolution`.
+
+    ``newton`` chooses how each interior-point iteration solves its Newton system:
+    "primal" factorizes Q + G'DG + rho A'A + delta I (n x n) every iteration, for any PSD Q;
+    "dual" factorizes Q0 = Q + rho A'A + delta I once and then an m x m matrix per iteration
+    (faster when m < n; needs Q0 well conditioned, see ``DUAL_PIVOT``, else QPInputError, or
+    status BAD_INPUT under jit); "auto" (default) takes the dual form when 0 < m <=
+    DUAL_MAX_RATIO * n and every QP of the batch passes the test, else the primal form (under jit both forms
+    are compiled, behind one lax.cond). The solution is the same to the tolerance.
 
     ``throw=True``: a concrete failure status raises (below); ``throw=False``: it never does, the
     caller reads ``status`` (a :class:`Status`; failures come with NaN values).
@@ -398,6 +425,8 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     returns the status instead (see the module docstring; z etc. are NaN for statuses 1-5, and
     every derivative is NaN for every status but 0).
     """
+    if newton not in NEWTON_FORMS:
+        raise QPInputError(f"solve_qp: newton must be one of {NEWTON_FORMS}, got {newton!r}")
     if (G is None) != (h is None):
         raise QPInputError("solve_qp: G and h must be given together (Gz <= h)")
     if (A is None) != (b is None):
@@ -427,7 +456,21 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
         else:
             flat.append(v)
             in_axes.append(None)
-    sol = _solve_flat(*flat, float(tol), int(max_iter), tuple(in_axes))
+    in_axes = tuple(in_axes)
+    if newton == "auto" and not 0 < m <= DUAL_MAX_RATIO * n:
+        # the dual form's m x m system is no smaller; without inequalities one step solves the
+        # QP, and the primal form saves compiling both forms under jit
+        newton = "primal"
+    if newton != "primal" and concrete:
+        # the test once, eagerly: only the chosen form is compiled ("auto" under jit compiles both)
+        ok = bool(_dual_form_ok_all_jit(flat[0], flat[4], in_axes))
+        if newton == "dual" and not ok and throw:
+            raise QPInputError(
+                "solve_qp: newton='dual' needs Q + rho A'A positive definite and well conditioned "
+                f"(smallest Cholesky pivot >= DUAL_PIVOT = {DUAL_PIVOT:g} times max(1, largest "
+                "diagonal entry)); some QP fails this: use newton='primal' or 'auto'")
+        newton = "dual" if ok else "primal"
+    sol = _solve_flat(*flat, float(tol), int(max_iter), in_axes, newton)
     if batch:
         sol = QPSolution(*[x.reshape(batch + x.shape[1:]) for x in sol])
     # Raise when the status is a concrete value: plain calls, and eager jax.grad / jvp (the

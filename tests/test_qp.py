@@ -745,3 +745,125 @@ def test_weakly_active_constraint_costs_at_most_separation_steps(monkeypatch):
         jax.clear_caches()
     assert int(weak.status) == 0 and int(converged.status) == 0
     assert int(weak.iterations) == int(converged.iterations) + steps
+
+
+# ----------------------------------------------------------------------------- the dual Newton form
+
+def _few_constraints_qp(seed, blocks=("G", "A"), n=8, m=3, p=2):
+    """m < DUAL_MAX_RATIO * n: newton="auto" takes the dual form for these."""
+    return make_qp(seed, blocks, n=n, m=m, p=p)
+
+
+def _roles(fn, *args):
+    return {role for role, _ in _traced_factorizations(fn, *args)}
+
+
+@pytest.mark.parametrize("blocks", list(BLOCKS))
+def test_dual_form_agrees_with_primal_form(blocks):
+    # the same solution and the same derivatives in all six blocks, eagerly and under jit
+    args = {k: jnp.asarray(v) for k, v in _few_constraints_qp(0, BLOCKS[blocks]).items()}
+    w = jnp.asarray(np.random.default_rng(1).normal(size=8))
+    out = {}
+    for newton in ("primal", "dual", "auto"):
+        loss = lambda a: jnp.dot(w, solve_qp(**a, newton=newton).z)
+        sol = solve_qp(**args, newton=newton)
+        assert int(sol.status) == 0
+        stat, primal, dual, comp = kkt_residuals({k: np.asarray(v) for k, v in args.items()}, sol)
+        assert max(stat, primal, dual, comp) < 1e-8
+        out[newton] = (sol, jax.grad(loss)(args), jax.jit(jax.grad(loss))(args))
+    ref_sol, ref_grad, _ = out["primal"]
+    for newton, (sol, grad, grad_jit) in out.items():
+        np.testing.assert_allclose(np.asarray(sol.z), np.asarray(ref_sol.z), rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(sol.lam), np.asarray(ref_sol.lam), rtol=1e-7, atol=1e-9)
+        for k in args:
+            for g in (grad, grad_jit):
+                np.testing.assert_allclose(np.asarray(g[k]), np.asarray(ref_grad[k]),
+                                           rtol=1e-8, atol=1e-10, err_msg=(newton, k))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dual_form_gradients_match_exact_kkt_gradients_to_1e7(seed):
+    # the benchmark's family with fewer constraints than variables (the dual form's regime)
+    args = _medium_qp(seed, n=50, m=20, p=5)
+    sol = solve_qp(**args, newton="dual")
+    w = np.random.default_rng(200 + seed).normal(size=50)
+    grads = jax.grad(lambda a: jnp.dot(w, solve_qp(**a, newton="dual").z))(
+        {k: jnp.asarray(v) for k, v in args.items()})
+    ref = _exact_kkt_vjp(args, sol, w)
+    for k in args:
+        err = np.linalg.norm(np.asarray(grads[k]) - ref[k]) / np.linalg.norm(ref[k])
+        assert err < 1e-7, (k, err)
+
+
+def test_auto_chooses_the_form_by_shape_and_conditioning():
+    args = {k: jnp.asarray(v) for k, v in _few_constraints_qp(0).items()}
+    fwd = lambda a: (lambda q: solve_qp(**dict(a, q=q)).z)
+    # m < n, Q positive definite, concrete: the dual form only (the test decided eagerly)
+    with recording_factorizations() as factorized:
+        solve_qp(**args)
+    roles = {role for role, _ in factorized}
+    assert {"dual form check", "dual q0", "dual equalities", "dual newton"} <= roles
+    assert "newton" not in roles
+    # under a trace (jit, grad) the test is a value: both forms are compiled, behind a lax.cond
+    assert {"newton", "dual newton"} <= _roles(fwd(args), args["q"])
+    # more constraints than DUAL_MAX_RATIO * n: the primal form only, no test
+    many = {k: jnp.asarray(v) for k, v in make_qp(0).items()}                    # n = 4, m = 6
+    assert "dual newton" not in _roles(fwd(many), many["q"])
+    assert "dual form check" not in _roles(fwd(many), many["q"])
+    # no inequalities: one step solves it, the primal form (nothing to gain, nothing compiled twice)
+    eq_only = {k: jnp.asarray(v) for k, v in _few_constraints_qp(0, ("A",)).items()}
+    assert "dual form check" not in _roles(fwd(eq_only), eq_only["q"])
+    # an LP (Q = 0) with few constraints: the test fails, the primal form solves it
+    lp = dict(args, Q=jnp.zeros((8, 8)), G=jnp.concatenate([jnp.eye(8), -jnp.eye(8)])[:5],
+              h=jnp.ones(5))
+    with recording_factorizations() as factorized:
+        solve_qp(**lp, throw=False)
+    roles = {role for role, _ in factorized}
+    assert "newton" in roles and "dual newton" not in roles
+
+
+def test_dual_form_needs_a_well_conditioned_q():
+    # Q singular along e8; the constraint z8 <= -1 (active: q pushes z8 up) makes the QP's
+    # solution unique, so the primal form solves it
+    args = _few_constraints_qp(0, ("G",))
+    G, e8 = args["G"].copy(), np.eye(8)[7]
+    G[0] = e8
+    singular = dict(args, Q=np.diag([1.0] * 7 + [0.0]), q=np.where(e8 > 0, -1.0, args["q"]), G=G,
+                    h=np.concatenate([[-1.0], G[1:] @ -e8 + 1.0]))
+    _raises(lambda: solve_qp(**singular, newton="dual"), QPInputError, "newton='dual'",
+            "DUAL_PIVOT")
+    sol = jax.jit(lambda a: solve_qp(**a, newton="dual"))(singular)
+    assert int(sol.status) == Status.BAD_INPUT and np.all(np.isnan(np.asarray(sol.z)))
+    # "auto" solves it (by the primal form), eagerly and under jit
+    for fn in (lambda a: solve_qp(**a), jax.jit(lambda a: solve_qp(**a))):
+        sol = fn(singular)
+        assert int(sol.status) == 0
+        np.testing.assert_allclose(np.asarray(sol.z),
+                                   np.asarray(solve_qp(**singular, newton="primal").z), atol=1e-9)
+    _raises(lambda: solve_qp(**args, newton="cholesky"), QPInputError, "newton must be one of")
+
+
+def test_dual_form_statuses():
+    # infeasible, not converged; batched with one bad element: the element is named
+    args = _few_constraints_qp(0, ("G",))
+    G = np.concatenate([args["G"][:1], -args["G"][:1], args["G"][1:2]])
+    infeasible = dict(args, G=G, h=np.array([-1.0, -1.0, 5.0]))
+    _raises(lambda: solve_qp(**infeasible, newton="dual"), QPInfeasibleError, "infeasible")
+    assert int(jax.jit(lambda a: solve_qp(**a, newton="dual"))(infeasible).status) == \
+        Status.PRIMAL_INFEASIBLE
+    _raises(lambda: solve_qp(**args, newton="dual", max_iter=2), QPNotConvergedError)
+    batch = {k: np.stack([v, infeasible[k]]) for k, v in dict(args, G=G, h=G @ np.zeros(8) + 1).items()}
+    _raises(lambda: solve_qp(**batch), QPInfeasibleError, "batch index [(1,)]")
+
+
+def test_dual_form_lapack_calls_are_chained():
+    # the dual form's factorizations (the test, Q0, the equality block, Wred + D^-1 per
+    # iteration) and the cond between the forms keep every LAPACK call in a chain
+    import sys
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    per = [_few_constraints_qp(seed) for seed in range(6)]
+    jargs = {k: jnp.asarray(np.stack([a[k] for a in per])) for k in NAMES}
+    loss = lambda a: jnp.sum(solve_qp(**a).z)
+    text = jax.jit(jax.value_and_grad(loss)).lower(jargs).compile().as_text()
+    chained = _lapack_calls_in_a_chain(text)
+    assert chained and all(chained.values()), chained
