@@ -867,3 +867,22 @@ def test_dual_form_lapack_calls_are_chained():
     text = jax.jit(jax.value_and_grad(loss)).lower(jargs).compile().as_text()
     chained = _lapack_calls_in_a_chain(text)
     assert chained and all(chained.values()), chained
+
+
+def test_dual_form_with_q_near_its_conditioning_limit():
+    # eigenvalues of Q from 1 to 10^-7.9 (its smallest Cholesky pivot just above DUAL_PIVOT):
+    # the dual form's Q0^-1 is then large, and its gradients still match the exact KKT ones
+    r = np.random.default_rng(5)
+    n, m, p = 20, 10, 4
+    U, _ = np.linalg.qr(r.normal(size=(n, n)))
+    G, A, z0 = r.normal(size=(m, n)), r.normal(size=(p, n)), r.normal(size=n)
+    Q = U @ np.diag(np.logspace(0, -7.9, n)) @ U.T
+    args = dict(Q=0.5 * (Q + Q.T), q=r.normal(size=n), G=G, h=G @ z0 + r.uniform(0, 1, m), A=A,
+                b=A @ z0)
+    w = r.normal(size=n)
+    sol = solve_qp(**args, newton="dual")
+    assert int(sol.status) == 0
+    grads = jax.grad(lambda a: jnp.dot(w, solve_qp(**a, newton="dual").z))(
+        {k: jnp.asarray(v) for k, v in args.items()})
+    errors = _relative_errors(args, sol, grads, w)
+    assert max(errors.values()) < 1e-7, errors
