@@ -24,8 +24,8 @@ and shared by predictor and corrector:
 That is the primal form. The dual form (``_dual_setup``; used when m is smaller than n and
 Q0 = Q + rho A'A + delta I is well conditioned) factorizes Q0 and the equality block once and
 then, per iterate, only the m x m matrix Wred + D^-1 (Wred = G P G' with P = Q0^-1 -
-Q0^-1 A'(A Q0^-1 A' + delta I)^-1 A Q0^-1), as OptNet's qpth does; it returns G dz as D^-1 y, not from dz, so that the
-multipliers of active constraints (D ~ 1e10) keep their accuracy.
+Q0^-1 A'(A Q0^-1 A' + delta I)^-1 A Q0^-1), as OptNet's qpth does; it returns G dz as D^-1 y,
+not from dz, so that the multipliers of active constraints (D ~ 1e10) keep their accuracy.
 
 delta = REG * max(1, max|Q|) keeps H and S positive definite when Q + G'DG is singular or A rank
 deficient; it only perturbs the direction (residuals are always exact), and it makes an unbounded
@@ -362,13 +362,15 @@ def _step(d: Data, form: NewtonForm, tol, state: IPMState) -> IPMState:
     fac = form.factor(lam / s)
     rd, rin, req = _residuals(d, z, s, lam, nu)
     if not m:
-        dz, ds, dl, dnu = _solve_newton(form, fac, d, s, lam, (-rd, -rin, -req, jnp.zeros(0, z.dtype)), 1)
+        dz, ds, dl, dnu = _solve_newton(form, fac, d, s, lam,
+                                        (-rd, -rin, -req, jnp.zeros(0, z.dtype)), 1)
         return _judge(d, state.iteration + 1, z + dz, s + ds, lam + dl, nu + dnu, tol)
     mu = jnp.dot(s, lam) / m
 
     def direction(trip, carry):
         ds, dl, sigma_mu, _ = carry
-        x = _solve_newton(form, fac, d, s, lam, (-rd, -rin, -req, -s * lam - ds * dl + sigma_mu), trip)
+        x = _solve_newton(form, fac, d, s, lam,
+                          (-rd, -rin, -req, -s * lam - ds * dl + sigma_mu), trip)
         a = jnp.minimum(_max_step(s, x[1]), _max_step(lam, x[2]))
         sigma = jnp.clip(jnp.dot(s + a * x[1], lam + a * x[2]) / m / mu, 0.0, 1.0) ** 3
         return x[1], x[2], sigma * mu, (x, a)

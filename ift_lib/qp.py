@@ -411,9 +411,10 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     "primal" factorizes Q + G'DG + rho A'A + delta I (n x n) every iteration, for any PSD Q;
     "dual" factorizes Q0 = Q + rho A'A + delta I once and then an m x m matrix per iteration
     (faster when m < n; needs Q0 well conditioned, see ``DUAL_PIVOT``, else QPInputError, or
-    status BAD_INPUT under jit); "auto" (default) takes the dual form when 0 < m <=
-    DUAL_MAX_RATIO * n and every QP of the batch passes the test, else the primal form (under jit both forms
-    are compiled, behind one lax.cond). The solution is the same to the tolerance.
+    status BAD_INPUT with throw=False or under jit); "auto" (default) takes the dual form when
+    0 < m <= DUAL_MAX_RATIO * n and every QP of the batch passes the test, else the primal form
+    (under jit both forms are compiled, behind one lax.cond). The solution is the same to the
+    tolerance.
 
     ``throw=True``: a concrete failure status raises (below); ``throw=False``: it never does, the
     caller reads ``status`` (a :class:`Status`; failures come with NaN values).
@@ -469,7 +470,8 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
                 "solve_qp: newton='dual' needs Q + rho A'A positive definite and well conditioned "
                 f"(smallest Cholesky pivot >= DUAL_PIVOT = {DUAL_PIVOT:g} times max(1, largest "
                 "diagonal entry)); some QP fails this: use newton='primal' or 'auto'")
-        newton = "dual" if ok else "primal"
+        if newton == "auto":
+            newton = "dual" if ok else "primal"
     sol = _solve_flat(*flat, float(tol), int(max_iter), in_axes, newton)
     if batch:
         sol = QPSolution(*[x.reshape(batch + x.shape[1:]) for x in sol])
