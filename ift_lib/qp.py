@@ -413,8 +413,9 @@ def solve_qp(Q, q, G=None, h=None, A=None, b=None, *, tol: float | None = None,
     (faster when m < n; needs Q0 well conditioned, see ``DUAL_PIVOT``, else QPInputError, or
     status BAD_INPUT with throw=False or under jit); "auto" (default) takes the dual form when
     0 < m <= DUAL_MAX_RATIO * n and every QP of the batch passes the test, else the primal form
-    (under jit both forms are compiled, behind one lax.cond). The solution is the same to the
-    tolerance.
+    (under jit both forms are compiled, behind one lax.cond; under a user's jax.vmap over
+    solve_qp the cond becomes a select and both forms run: pass a batch instead, or choose the
+    form). The solution is the same to the tolerance.
 
     ``throw=True``: a concrete failure status raises (below); ``throw=False``: it never does, the
     caller reads ``status`` (a :class:`Status`; failures come with NaN values).
