@@ -6,7 +6,9 @@ how much of a chapter's execution time goes to compiling).
 Runs the notebook's code cells in order in one in-process IPython shell (working directory: the
 notebook's folder), with ``jax_log_compiles`` on and no persistent compilation cache, and prints
 per cell the number of XLA compilations, their total time and the most frequently compiled
-names, then the chapter's total. Nothing is written back to the notebook.
+names, then the chapter's total and the names that took the most compile time. Nothing is
+written back to the notebook. It compiles with whatever XLA_FLAGS the environment has (the book's
+scripts add --xla_cpu_use_fusion_emitters=false; scripts/_env.sh says why).
 """
 from __future__ import annotations
 
@@ -78,6 +80,10 @@ def main(argv=None) -> int:
     total = len(handler.events)
     common = collections.Counter(n for n, _ in handler.events).most_common(args.top * 3)
     print("most compiled: " + ", ".join(f"{n} x{c}" for n, c in common))
+    seconds = collections.Counter()
+    for n, t in handler.events:
+        seconds[n] += t
+    print("most compile time: " + ", ".join(f"{n} {t:.1f} s" for n, t in seconds.most_common(args.top * 3)))
     print(f"TOTAL {path.name}: {total} compiles, {sum(s for _, s in handler.events):.1f} s compiling, "
           f"{time.perf_counter() - t_all:.1f} s wall")
     if args.json:

@@ -12,7 +12,9 @@ cd "$ROOT"
 "$PYTHON" -m venv "$SCRATCH/venv"
 "$SCRATCH/venv/bin/python" -m pip install --quiet -r requirements.txt
 mkdir "$SCRATCH/elsewhere" && cd "$SCRATCH/elsewhere"
-env -u PYTHONPATH JAX_PLATFORMS=cpu "$SCRATCH/venv/bin/jupyter" execute \
+# none of _env.sh's settings: no XLA_FLAGS, no compilation cache (a reader on Binder has neither)
+env -u PYTHONPATH -u XLA_FLAGS -u JAX_COMPILATION_CACHE_DIR -u JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS \
+  -u JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES JAX_PLATFORMS=cpu "$SCRATCH/venv/bin/jupyter" execute \
   "$ROOT/chapters/01_unit_circle.ipynb" --output "$SCRATCH/elsewhere/executed.ipynb"
 "$SCRATCH/venv/bin/python" - "$SCRATCH/elsewhere/executed.ipynb" <<'PY'
 import json, sys

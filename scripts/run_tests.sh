@@ -17,7 +17,9 @@ python -m pytest tests chapters --browser --nbval --nbval-sanitize-with tests/nb
   --nbval-current-env -p no:cacheprovider "$@"
 
 echo "== nbval (strict) again, as another CPU would round: XLA_FLAGS=--xla_cpu_max_isa=SSE4_2"
-XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_max_isa=SSE4_2" python -m pytest chapters --nbval \
+echo "   (and with XLA's default code generator: _env.sh's --xla_cpu_use_fusion_emitters=false dropped)"
+xla_default="${XLA_FLAGS//--xla_cpu_use_fusion_emitters=false/}"
+XLA_FLAGS="${xla_default:+$xla_default }--xla_cpu_max_isa=SSE4_2" python -m pytest chapters --nbval \
   --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider -q
 
 echo "== the Binder path: a fresh venv from requirements.txt alone, Chapter 1 run from elsewhere"
