@@ -150,16 +150,14 @@ def _qp(Q, q, G, h, A, b, use_dual, tol, max_iter, newton):
     return interior_point(Q, q, G, h, A, b, use_dual, tol, max_iter, newton)
 
 
-def _active_set_kkt_matrix(Q, G, A, active):
-    """The KKT matrix at the exact solution, each complementarity row divided by its nonzero
-    factor: G_i dz + ... for an active constraint (s_i = 0, row divided by lam_i), dlam_i = 0 for
-    an inactive one (lam_i = 0, divided by -s_i). Size n + m + p, well scaled."""
-    n, m, p = Q.shape[0], G.shape[0], A.shape[0]
-    act = active.astype(Q.dtype)
-    return jnp.concatenate([
-        jnp.concatenate([Q, G.T, A.T], axis=1),
-        jnp.concatenate([act[:, None] * G, jnp.diag(act - 1.0), jnp.zeros((m, p), Q.dtype)], axis=1),
-        jnp.concatenate([A, jnp.zeros((p, m + p), Q.dtype)], axis=1)], axis=0)
+def _active_set_kkt_times(Q, G, A, act, dz, dlam, dnu):
+    """K [dz; dlam; dnu] for the active-set KKT matrix K at the exact solution (act (m,) the 0/1
+    active mask), each complementarity row divided by its nonzero factor: G_i dz for an active
+    constraint (s_i = 0, row divided by lam_i), -dlam_i for an inactive one (lam_i = 0, divided
+    by -s_i). As products with Q, G, A: K itself ((n + m + p)^2 per problem) is never formed."""
+    return jnp.concatenate([Q @ dz + G.T @ dlam + A.T @ dnu,
+                            act * (G @ dz) + (act - 1.0) * dlam,
+                            A @ dz])
 
 
 class ActiveSetFactors(NamedTuple):
@@ -218,15 +216,15 @@ def _solve_active_set_kkt_once(f: ActiveSetFactors, G, act, r1, r2, r3):
     return dz, act * y[:m] + dlam_inactive, y[m:]
 
 
-def _solve_active_set_kkt(f: ActiveSetFactors, K, G, act, r):
+def _solve_active_set_kkt(f: ActiveSetFactors, Q, G, A, act, r):
     """K x = r (r = (r1, r2, r3) of sizes n, m, p) by the reduced factorization, refined once
-    against K itself (the reduction squares no condition number, but H and U H^-1 U' can be
-    worse conditioned than K: the refinement step restores K's accuracy)."""
+    against K itself (``_active_set_kkt_times``; the reduction squares no condition number, but
+    H and U H^-1 U' can be worse conditioned than K: the refinement step restores K's accuracy)."""
     n, m = f.M.shape[0], G.shape[0]
-    x = jnp.concatenate(_solve_active_set_kkt_once(f, G, act, *r))
-    e = jnp.concatenate(r) - K @ x
-    x = x + jnp.concatenate(_solve_active_set_kkt_once(f, G, act, e[:n], e[n:n + m], e[n + m:]))
-    return x
+    x = _solve_active_set_kkt_once(f, G, act, *r)
+    e = jnp.concatenate(r) - _active_set_kkt_times(Q, G, A, act, *x)
+    dx = _solve_active_set_kkt_once(f, G, act, e[:n], e[n:n + m], e[n + m:])
+    return jnp.concatenate([a + d for a, d in zip(x, dx)])
 
 
 @_qp.defjvp
@@ -245,8 +243,7 @@ def _qp_jvp(tol, max_iter, newton, primals, tangents):
     rhs = (-(dQs @ z + dq + dG.T @ lam + dA.T @ nu),
            -act * (dG @ z - dh),                          # a product: NaN stays NaN
            -(dA @ z - db))
-    x = _solve_active_set_kkt(_factor_active_set_kkt(Q, G, A, active),
-                              _active_set_kkt_matrix(Q, G, A, active), G, act, rhs)
+    x = _solve_active_set_kkt(_factor_active_set_kkt(Q, G, A, active), Q, G, A, act, rhs)
     dz, dlam, dnu = x[:n], x[n:n + m], x[n + m:]
     ds = dh - dG @ z - G @ dz
     # every status but 0 (not converged, infeasible, unbounded, bad input, not unique, dependent
