@@ -175,7 +175,7 @@ class ActiveSetFactors(NamedTuple):
 
 
 def _factor_active_set_kkt(Q, G, A, active) -> ActiveSetFactors:
-    """Factorize the active-set KKT matrix (``_active_set_kkt_matrix``) in reduced form.
+    """Factorize the active-set KKT matrix K (``_active_set_kkt_times`` applies it) in reduced form.
 
     Its inactive rows fix dlam_i; what is left is the equality-constrained KKT system with the
     active rows N of G and A. Written with unit rows U = diag(scale) N, it is solved by the
