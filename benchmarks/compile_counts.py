@@ -8,7 +8,7 @@ notebook's folder), with ``jax_log_compiles`` on and no persistent compilation c
 per cell the number of XLA compilations, their total time and the most frequently compiled
 names, then the chapter's total and the names that took the most compile time. Nothing is
 written back to the notebook. It compiles with whatever XLA_FLAGS the environment has (the book's
-scripts add --xla_cpu_use_fusion_emitters=false; scripts/_env.sh says why).
+scripts add two compiler flags; scripts/_env.sh says which and why).
 """
 from __future__ import annotations
 
