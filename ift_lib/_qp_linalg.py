@@ -23,6 +23,8 @@ both pool threads in ``BlockingCounter::Wait`` under ``ParallelBatchMap``). A si
 calls in a chain, cannot deadlock, so here every LAPACK call depends on the previous one: within a
 factorization by construction (Cholesky, then the inverse of its factor), between factorizations
 by ``after`` (a data dependency). jax 0.11.2 compiles this parallel path out.
+``benchmarks/jaxlib_lapack_deadlock.py`` reproduces the hang with two threads and one jitted
+batched Cholesky.
 
 ``recording_factorizations()`` lists the matrices factorized while a function is traced, by role:
 how Chapter 3 and the tests show that a gradient adds a fixed number of factorizations and
