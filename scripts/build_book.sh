@@ -23,10 +23,13 @@ if [ "$(cat vendor/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   echo "$lock_hash" > vendor/node_modules/.lock-hash
 fi
 
+build_start=$SECONDS   # installs (.venv, npm) done: execution + rendering are timed
 echo "== executing the notebooks not yet in jupyter-cache, in parallel"
 python scripts/execute_chapters.py
 
 echo "== jupyter-book build (warnings are errors, nitpicky)"
+render_start=$SECONDS
 jupyter-book build . -W -n --keep-going
 echo "$lib_hash" > _build/.ift_lib-hash
+echo "== rendered in $((SECONDS - render_start)) s; execution + rendering took $((SECONDS - build_start)) s"
 echo "Book built: $ROOT/_build/html/index.html"
