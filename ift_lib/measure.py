@@ -2,7 +2,8 @@
 
 Shared by the chapters, the widgets and ``benchmarks/``. Timings depend on the machine and its
 load: print them, never compare them with stored outputs (tag such cells ``nbval-ignore-output``)
-and assert only ratios with a wide margin.
+and assert only ratios with a wide margin. Jit what you time with :func:`optimized_jit`: the
+book's build compiles everything else without LLVM's optimizations (``scripts/_env.sh``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,21 @@ from typing import Callable
 
 import jax
 
-__all__ = ["compiled_temp_bytes", "median_time", "best_time", "median_wall_time", "load_average"]
+__all__ = ["FULL_OPTIMIZATION", "optimized_jit", "compiled_temp_bytes", "median_time", "best_time",
+           "median_wall_time", "load_average"]
+
+#: XLA's default LLVM optimization level (3), as a per-program compiler option: it overrides a
+#: lower level set in ``XLA_FLAGS`` (the book's build and tests set 0, see ``scripts/_env.sh``).
+FULL_OPTIMIZATION = {"xla_backend_optimization_level": 3}
+
+
+def optimized_jit(fn: Callable, **jit_kwargs):
+    """``jax.jit(fn, **jit_kwargs)``, compiled with ``FULL_OPTIMIZATION`` whatever ``XLA_FLAGS``
+    says: what default JAX gives. Use it for what you time. The book's build compiles every other
+    program at level 0 (most run once, for microseconds: compiling them about twice as fast is
+    worth more than loops that run up to about twice as slowly); without that setting (e.g. in
+    your own session) this is plain ``jax.jit``."""
+    return jax.jit(fn, compiler_options=FULL_OPTIMIZATION, **jit_kwargs)
 
 
 def _check_repeats(repeats) -> int:
@@ -45,17 +60,18 @@ def _run_times(run: Callable[[], object], repeats: int, warmup: int) -> list[flo
 
 
 def median_time(fn: Callable, *args, repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time (seconds) of ``jax.jit(fn)(*args)`` over ``repeats`` runs, compiled once
-    beforehand and run ``warmup`` times first; each run waits for its result (block_until_ready)."""
+    """Median wall time (seconds) of ``optimized_jit(fn)(*args)`` over ``repeats`` runs, compiled
+    once beforehand and run ``warmup`` times first; each run waits for its result
+    (block_until_ready)."""
     repeats = _check_repeats(repeats)
-    compiled = jax.jit(fn).lower(*args).compile()
+    compiled = optimized_jit(fn).lower(*args).compile()
     return statistics.median(_run_times(lambda: compiled(*args), repeats, warmup))
 
 
 def best_time(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> float:
     """Shortest wall time (seconds) of ``fn(*args)`` over ``repeats`` runs after ``warmup`` runs
     (which compile a jitted ``fn``): the least noisy estimate of the cost itself on a busy
-    machine. ``fn`` is called as given (jit it yourself)."""
+    machine. ``fn`` is called as given (jit it yourself, with :func:`optimized_jit`)."""
     repeats = _check_repeats(repeats)
     return min(_run_times(lambda: fn(*args), repeats, warmup))
 

@@ -28,7 +28,7 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 # later builds (keyed by the program and XLA_FLAGS; a cold build starts with it empty).
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$ROOT/_build/.jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
-# Two XLA compiler settings for the build and the tests (a cold build is mostly compilation):
+# Three XLA compiler settings for the build and the tests (a cold build is mostly compilation):
 # - `--xla_cpu_use_fusion_emitters=false`: XLA:CPU's older code generator compiles the book's
 #   programs about 40% faster at the same run time (Chapter 3, benchmarks/compile_counts.py on an
 #   idle machine: 124 -> 73 s of compilation, 169 -> 117 s in all).
@@ -38,8 +38,13 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENT
 #   compile 7.1 -> 4.2 s). Compilation, compile_counts, idle, one after the other: Chapter 4
 #   45.6 -> 37.5 s, Chapter 2 34.2 -> 31.8 s, Chapter 3 76.7 -> 70.6 s. The reductions are then
 #   emitted as loops (another summation order; the SSE4_2 pass checks XLA's default one).
-# run_tests.sh's second nbval pass (SSE4_2) drops both, so the chapters are checked under XLA's
-# defaults too. Set either flag yourself (any value) to override it.
+# - `--xla_backend_optimization_level=0`: no LLVM optimization passes. Most of the book's ~3,000
+#   programs run once, for microseconds: compiling them about twice as fast (solve_qp at n = 50:
+#   3.0 -> 1.0 s) is worth more than loops running up to about twice as slowly (that solve: 125 ->
+#   200-260 ms). What a chapter times is compiled at XLA's default level anyway, per program
+#   (ift_lib.measure.optimized_jit), so printed timings are those of default JAX.
+# run_tests.sh's second nbval pass (SSE4_2) drops all three, so the chapters are checked under
+# XLA's defaults too. Set any of these flags yourself (any value) to override it.
 case " ${XLA_FLAGS:-} " in
   *xla_cpu_use_fusion_emitters*) ;;
   *) export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_use_fusion_emitters=false" ;;
@@ -47,4 +52,8 @@ esac
 case " ${XLA_FLAGS:-} " in
   *xla_disable_hlo_passes*) ;;
   *) export XLA_FLAGS="$XLA_FLAGS --xla_disable_hlo_passes=tree_reduction_rewriter" ;;
+esac
+case " ${XLA_FLAGS:-} " in
+  *xla_backend_optimization_level*) ;;
+  *) export XLA_FLAGS="$XLA_FLAGS --xla_backend_optimization_level=0" ;;
 esac

@@ -17,9 +17,10 @@ python -m pytest tests chapters --browser --nbval --nbval-sanitize-with tests/nb
   --nbval-current-env -p no:cacheprovider "$@"
 
 echo "== nbval (strict) again, as another CPU would round: XLA_FLAGS=--xla_cpu_max_isa=SSE4_2"
-echo "   (and with XLA's defaults: _env.sh's two compiler flags dropped)"
+echo "   (and with XLA's defaults: _env.sh's three compiler flags dropped)"
 xla_default="${XLA_FLAGS//--xla_cpu_use_fusion_emitters=false/}"
 xla_default="${xla_default//--xla_disable_hlo_passes=tree_reduction_rewriter/}"
+xla_default="${xla_default//--xla_backend_optimization_level=0/}"
 xla_default="$(echo $xla_default)"   # squeeze the spaces left behind
 XLA_FLAGS="${xla_default:+$xla_default }--xla_cpu_max_isa=SSE4_2" python -m pytest chapters --nbval \
   --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider -q
