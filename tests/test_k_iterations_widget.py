@@ -76,7 +76,9 @@ def test_table_equals_ift_lib(widget, K):
     np.testing.assert_allclose(widget.x_star, e["x_star"], **tol)
     # Relative errors and the residual are stored to 4 significant digits.
     assert widget.rel_unrolled == pytest.approx(rel(e["unrolled"], e["closed_form"]), rel=1e-3)
-    assert widget.rel_ift == pytest.approx(rel(e["ift"], e["closed_form"]), rel=1e-3, abs=1e-15)
+    # at large K the IFT's error is rounding (~3e-14), and which rounding depends on the compiled
+    # program (the widget's batched one or this per-K one, the compiler flags, the CPU): to 1e-13
+    assert widget.rel_ift == pytest.approx(rel(e["ift"], e["closed_form"]), rel=1e-3, abs=1e-13)
     theta, data = problem()
     residual = float(jnp.max(jnp.abs(inner_gradient(jnp.asarray(e["x"]), theta, data.A, data.b))))
     assert widget.residual == pytest.approx(residual, rel=1e-3)
