@@ -38,11 +38,12 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENT
 #   compile 7.1 -> 4.2 s). Compilation, compile_counts, idle, one after the other: Chapter 4
 #   45.6 -> 37.5 s, Chapter 2 34.2 -> 31.8 s, Chapter 3 76.7 -> 70.6 s. The reductions are then
 #   emitted as loops (another summation order; the SSE4_2 pass checks XLA's default one).
-# - `--xla_backend_optimization_level=0`: no LLVM optimization passes. Most of the book's ~3,000
-#   programs run once, for microseconds: compiling them about twice as fast (solve_qp at n = 50:
-#   3.0 -> 1.0 s) is worth more than loops running up to about twice as slowly (that solve: 125 ->
-#   200-260 ms). What a chapter times is compiled at XLA's default level anyway, per program
-#   (ift_lib.measure.optimized_jit), so printed timings are those of default JAX.
+# - `--xla_backend_optimization_level=0`: no LLVM optimization passes. Most of the ~2,400
+#   programs the chapters compile (compile_counts) run once, for microseconds: compiling them
+#   about twice as fast (solve_qp at n = 50: 3.0 -> 1.0 s) is worth more than loops running up to
+#   about twice as slowly (that solve: 125 -> 200-260 ms). What a chapter times is compiled at
+#   XLA's default level anyway, per program (ift_lib.measure.optimized_jit), so the printed
+#   timings are those of default JAX.
 # run_tests.sh's second nbval pass (SSE4_2) drops all three, so the chapters are checked under
 # XLA's defaults too. Set any of these flags yourself (any value) to override it.
 case " ${XLA_FLAGS:-} " in
