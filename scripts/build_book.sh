@@ -24,6 +24,8 @@ if [ "$(cat vendor/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
 fi
 
 build_start=$SECONDS   # installs (.venv, npm) done: execution + rendering are timed
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)"
+echo "== timing on: ${cpu:-$(uname -m)}, $(nproc 2>/dev/null || echo '?') cores (the times below depend on the machine)"
 echo "== executing the notebooks not yet in jupyter-cache, in parallel"
 python scripts/execute_chapters.py
 
