@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 
 __all__ = ["FULL_OPTIMIZATION", "optimized_jit", "compiled_temp_bytes", "median_time", "best_time",
-           "median_wall_time", "load_average"]
+           "best_times_in_rounds", "median_wall_time", "load_average"]
 
 #: XLA's default LLVM optimization level (3), as a per-program compiler option: it overrides a
 #: lower level set in ``XLA_FLAGS`` (the book's build and tests set 0, see ``scripts/_env.sh``).
@@ -31,9 +31,9 @@ def optimized_jit(fn: Callable, **jit_kwargs):
     return jax.jit(fn, compiler_options=FULL_OPTIMIZATION, **jit_kwargs)
 
 
-def _check_repeats(repeats) -> int:
+def _check_repeats(repeats, name: str = "repeats") -> int:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {repeats!r}")
     return repeats
 
 
@@ -74,6 +74,25 @@ def best_time(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> float:
     machine. ``fn`` is called as given (jit it yourself, with :func:`optimized_jit`)."""
     repeats = _check_repeats(repeats)
     return min(_run_times(lambda: fn(*args), repeats, warmup))
+
+
+def best_times_in_rounds(fns: Sequence[Callable], *args, rounds: int = 5, repeats: int = 1,
+                         warmup: int = 1) -> list[float]:
+    """Shortest wall time (seconds) of each ``fn(*args)`` in ``fns``, timed in turns: ``warmup``
+    runs of each (they compile a jitted ``fn``), then ``rounds`` rounds, each of which runs every
+    ``fn`` ``repeats`` times. A burst of load on a busy machine then weighs on all of them alike,
+    so their ratios hold where one-after-the-other timings would not. The ``fns`` are called as
+    given (jit them with :func:`optimized_jit`; bind different arguments with
+    ``functools.partial``)."""
+    rounds = _check_repeats(rounds, "rounds")
+    repeats = _check_repeats(repeats)
+    for fn in fns:
+        _run_times(lambda: fn(*args), 0, warmup)
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for j, fn in enumerate(fns):
+            best[j] = min(best[j], *_run_times(lambda: fn(*args), repeats, 0))
+    return best
 
 
 def median_wall_time(run: Callable[[], object], repeats: int, warmup: int = 1,

@@ -1,11 +1,14 @@
 """ift_lib.measure: optimized_jit compiles with XLA's default optimization level whatever
 XLA_FLAGS says (the build's scripts set level 0), and the timers call what they are given."""
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ift_lib.measure import FULL_OPTIMIZATION, best_time, median_time, optimized_jit
+from ift_lib.measure import (FULL_OPTIMIZATION, best_time, best_times_in_rounds, median_time,
+                             optimized_jit)
 
 
 def _loop(x):
@@ -34,3 +37,24 @@ def test_timers_return_positive_seconds():
     assert 0 < median_time(_loop, x, repeats=3) < 10
     with pytest.raises(ValueError, match="repeats"):
         best_time(optimized_jit(_loop), x, repeats=0)
+
+
+def test_best_times_in_rounds_runs_each_in_turns():
+    calls = []
+    fns = [lambda x, name=name: calls.append(name) or x for name in "ab"]
+    times = best_times_in_rounds(fns, jnp.ones(3), rounds=4, repeats=2, warmup=1)
+    assert len(times) == 2 and all(0 < t < 10 for t in times)
+    # one warm-up of each, then 4 rounds that run a twice, then b twice
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 4
+    slow = lambda: time.sleep(0.02)
+    fast = lambda: None
+    t_slow, t_fast = best_times_in_rounds([slow, fast], rounds=2)
+    assert t_slow >= 0.02 > t_fast
+    assert best_times_in_rounds([], rounds=3) == []
+
+
+@pytest.mark.parametrize("bad", [dict(rounds=0), dict(repeats=0), dict(rounds=1.5), dict(repeats=True)])
+def test_best_times_in_rounds_refuses_bad_counts(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+        best_times_in_rounds([lambda: None], **bad)
