@@ -10,6 +10,7 @@ does it) and are copied into ``_build/html/_static/vendor/``:
     _static/vendor/require.js                 requirejs 2.3.4 (myst-nb's default version)
     _static/vendor/require-config.js          tells require.js that "anywidget" is next to it
     _static/vendor/html-manager/embed-amd.js  @jupyter-widgets/html-manager 1.0.6 (+ its chunks, fonts)
+    <page folder>/@jupyter-widgets/html-manager/dist/  its icon fonts, which it asks for there
     _static/vendor/anywidget/index.js         anywidget (npm version = the Python package's x.y)
     _static/vendor/mathjax/tex-mml-chtml.js   MathJax 3.2.2 (+ the components it loads on demand)
 
@@ -114,6 +115,21 @@ def _copy(app, exception) -> None:
             if (source / name).is_file():
                 shutil.copy2(source / name, target / f"{name}.{package.replace('/', '-')}")
     (out / "require-config.js").write_text(REQUIRE_CONFIG)
+    _copy_widget_fonts(Path(app.outdir), out / "html-manager")
+
+
+def _copy_widget_fonts(outdir: Path, manager: Path) -> None:
+    """The html-manager asks for its icon fonts relative to the *page*, at
+    ``@jupyter-widgets/html-manager/dist/<hash>.woff2`` next to it: put a copy next to every page
+    that loads the manager, so no page asks for a file the book does not have."""
+    fonts = [p for p in manager.iterdir() if p.suffix in (".woff", ".woff2", ".ttf", ".eot", ".svg")]
+    folders = {page.parent for page in outdir.rglob("*.html")
+               if "_static" not in page.parts and "html-manager/embed-amd.js" in page.read_text()}
+    for folder in folders:
+        target = folder / "@jupyter-widgets" / "html-manager" / "dist"
+        target.mkdir(parents=True, exist_ok=True)
+        for font in fonts:
+            shutil.copy2(font, target / font.name)
 
 
 def setup(app):

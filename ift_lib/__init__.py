@@ -8,6 +8,7 @@
   linear_solve  solvers as values: Dense, CG, GMRES, BiCGStab, Neumann, Identity
   root_finding  Newton's method and bisection
   bounds        numbers printed as the bound they were checked against
+  prose         measured numbers glued into the chapters' text (myst-nb glue)
   measure       compiled memory and wall time
   plotting      the book's figure style
   circle (Ch. 1), softmax (Ch. 2), qp (Ch. 3), unrolled (Ch. 4), hmm (Ch. 5: exponential
@@ -16,7 +17,7 @@
 """
 import importlib
 
-from ift_lib import bounds, diagnose, implicit, linear_solve, measure, root_finding
+from ift_lib import bounds, diagnose, implicit, linear_solve, measure, prose, root_finding
 from ift_lib.implicit import (IFTConditionError, IFTReport, check_ift, custom_fixed_point,
                               custom_root, jacobian_in_x, root_jvp, root_vjp)
 from ift_lib import circle, hmm, qp, softmax, unrolled, vi  # noqa: E402  (chapter modules last)
@@ -37,5 +38,5 @@ def __dir__():
 __version__ = "0.2.0"
 __all__ = ["custom_root", "custom_fixed_point", "root_jvp", "root_vjp", "check_ift",
            "jacobian_in_x", "IFTReport", "IFTConditionError", "bounds", "diagnose", "implicit",
-           "linear_solve", "measure", "plotting", "root_finding", "circle", "hmm", "qp", "softmax",
+           "linear_solve", "measure", "prose", "plotting", "root_finding", "circle", "hmm", "qp", "softmax",
            "unrolled", "vi", "widgets"]

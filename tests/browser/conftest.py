@@ -43,10 +43,6 @@ ALLOWED_PAGE_ERRORS = [
 ]
 ALLOWED_CONSOLE_ERRORS = [   # (message regex, regex on the URL the message is about, or None)
     (re.compile(r"Got invalid theme mode"), None),        # pydata-sphinx-theme, first visit
-    # The html-manager asks for its icon fonts relative to the page (under chapters/@jupyter-widgets/):
-    # 404 on any static host; our widgets draw no icons.
-    (re.compile(r"status of 404|ERR_FILE_NOT_FOUND"),
-     re.compile(r"/@jupyter-widgets/(?:[\w.-]+/)*[0-9a-f]{16,}\.(?:woff2?|ttf|eot|svg)$")),
 ]
 
 
@@ -104,9 +100,11 @@ class PageMonitor:
         self.console_errors: list[tuple[str, str]] = []
         self.external: list[str] = []        # requests to anywhere but the local book: aborted
         self.withheld: set[str] = set()      # local files a fixture takes away on purpose
+        self.missing: list[str] = []         # local requests answered 4xx/5xx or not found on disk
 
     def unexpected(self) -> list[str]:
         out = [f"request to the network (aborted): {url}" for url in self.external]
+        out += [f"local file missing: {m}" for m in self.missing]
         out += [f"pageerror: {e}" for e in self.page_errors
                 if not any(p.search(e) for p in ALLOWED_PAGE_ERRORS)]
         for text, url in self.console_errors:
@@ -139,6 +137,12 @@ def _open_page(chromium, local: str, withhold: re.Pattern | None = None, javascr
     page.on("pageerror", lambda err: monitor.page_errors.append(str(err)))
     page.on("console", lambda msg: msg.type == "error" and monitor.console_errors.append(
         (msg.text, msg.location.get("url", ""))))
+    # Every file a page asks for must be in the built book: a 404 from the server, or a failed
+    # file:// request, fails the test (fonts included), unless a fixture withheld it on purpose.
+    page.on("response", lambda r: r.status >= 400 and r.url.startswith(local)
+            and monitor.missing.append(f"{r.status} {r.url}"))
+    page.on("requestfailed", lambda r: r.url.startswith("file:") and r.url not in monitor.withheld
+            and monitor.missing.append(f"{r.failure} {r.url}"))
     page.route("**/*", _router(local, monitor, withhold))
     page.monitor = monitor   # tests may look at what was withheld
     return context, page, monitor
