@@ -10,8 +10,8 @@ so a re-execution can never leave the words behind the numbers:
     >>> text
     2.50
 
-``glue`` stores the formatted *text* (no quotes around it), so the page shows exactly what the
-format made. ``sci`` writes a small or large number the way the prose does, ``1.3 × 10⁻⁸``.
+``glue`` stores the formatted *text* as a string (myst-nb strips its quotes), so the page shows
+exactly what the format made, trailing zeros included ("2.50", not "2.5"). ``sci`` writes a small or large number the way the prose does, ``1.3 × 10⁻⁸``.
 Outside a myst-nb build (a plain kernel, JupyterLab) the value is recorded as an ordinary
 hidden display and nothing is shown.
 """
@@ -26,10 +26,15 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 class Text(str):
-    """A string whose repr is itself (no quotes): what ``{glue:text}`` shows is the text."""
+    """The glued text, as returned to the cell: its repr is the text itself, and as a cell's
+    last expression it displays nothing (the value is in the prose; a displayed copy would be
+    an output for nbval to compare, and measurements differ from run to run)."""
 
     def __repr__(self) -> str:
         return str(self)
+
+    def _ipython_display_(self) -> None:
+        return None
 
 
 def sci(value: float, digits: int = 2) -> str:
@@ -61,5 +66,5 @@ def glue(name: str, value, fmt: str | Callable[[object], str] = "{}") -> Text:
         from myst_nb import glue as _myst_glue
     except ImportError:          # no myst-nb: nothing to glue into, the value is still returned
         return text
-    _myst_glue(name, text, display=False)
+    _myst_glue(name, str(text), display=False)
     return text

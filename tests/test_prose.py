@@ -27,8 +27,24 @@ def test_glue_formats_and_records_the_text(monkeypatch):
     assert prose.glue("x_gap", 2.4983, "{:.2f}") == "2.50"
     assert prose.glue("x_err", 1.27e-8, prose.sci) == "1.3 × 10⁻⁸"
     value, display = recorded["x_gap"]
-    assert repr(value) == "2.50" and display is False
-    assert repr(recorded["x_err"][0]) == "1.3 × 10⁻⁸"
+    assert type(value) is str and value == "2.50" and display is False
+    assert recorded["x_err"][0] == "1.3 × 10⁻⁸"
+
+
+def test_the_page_shows_the_text_exactly():
+    """myst-nb's {glue:text} literal_evals the stored text/plain: a plain str keeps "2.50"."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from myst_nb.core.variables import format_plain_text
+    data, _ = InteractiveShell.instance().display_formatter.format("2.50")
+    assert format_plain_text(data["text/plain"], "") == "2.50"
+    assert format_plain_text(InteractiveShell.instance().display_formatter.format(
+        "1.3 × 10⁻⁸")[0]["text/plain"], "") == "1.3 × 10⁻⁸"
+
+
+def test_a_glue_on_a_cells_last_line_displays_nothing():
+    from IPython.core.interactiveshell import InteractiveShell
+    data, _ = InteractiveShell.instance().display_formatter.format(prose.Text("2.50"))
+    assert not data
 
 
 def test_glue_refuses_a_bad_format():
