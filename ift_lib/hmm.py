@@ -1,13 +1,14 @@
 """Chapter 5: exponential families, hidden Markov models and linear-chain CRFs; marginals as
 gradients of the log-partition function.
 
-An exponential family p(x; theta) = h(x) exp(<theta, phi(x)> - A(theta)) has
+An exponential family p(z; theta) = h(z) exp(<theta, phi(z)> - A(theta)) has
 
-    grad A(theta) = E[phi(x)] = mu            (the mean parameters: marginals, for indicators)
-    hess A(theta) = Cov[phi(x)]               (so A is convex)
+    grad A(theta) = E[phi(z)] = mu            (the mean parameters: marginals, for indicators)
+    hess A(theta) = Cov[phi(z)]               (so A is convex)
 
-and A(theta) = max_{mu in M} <theta, mu> - A*(mu) with A* the negative entropy: the maximiser
-solves theta = grad A*(mu), and the IFT gives d mu / d theta = (hess A*)^{-1} = hess A.
+and A(theta) = max_{mu in M} <theta, mu> - A*(mu) with A* the negative entropy (for h = 1;
+otherwise A*(mu) = -H - E[log h]): the maximiser solves theta = grad A*(mu), and the IFT gives
+d mu / d theta = (hess A*)^{-1} = hess A.
 
 An HMM with K states, ``initial (K,)`` = p(z_1), ``transition (K, K)`` with
 ``transition[i, j] = p(z_{t+1} = j | z_t = i)`` and ``log_likelihoods (T, K)`` = log p(x_t | z_t = k)
@@ -220,8 +221,13 @@ def log_partition(initial, transition, log_likelihoods):
     Raises:
       ValueError naming the argument: wrong rank, mismatched K, batch axes that do not
       broadcast; on concrete inputs also negative or non-finite probabilities, rows or
-      ``initial`` not summing to one, NaN/+inf log-likelihoods. The derivative with respect to
-      a zero probability is not defined (log 0); use the marginals for that.
+      ``initial`` not summing to one, NaN/+inf log-likelihoods.
+
+    At a zero probability ``jax.grad`` in ``initial`` or ``transition`` returns NaN, although the
+    derivative of log p(x) there is finite (p(x) is a polynomial in the probabilities): the
+    probabilities enter through their logarithm, and the chain rule divides the (zero) gradient
+    in the log-probability by the zero probability. Differentiate in the log-probabilities, or
+    through a recursion in the probabilities themselves (Chapter 5, section 5.6).
     """
     return _lp_core(*_hmm_inputs(initial, transition, log_likelihoods, "log_partition")[:3])
 
@@ -245,7 +251,8 @@ def pair_marginals(initial, transition, log_likelihoods):
 def categorical_log_partition(theta):
     """A(theta) = log sum_k exp(theta_k) along the last axis: the categorical distribution
     p(z = k) = exp(theta_k - A), the smallest exponential family (phi(z) = one-hot(z)). Its
-    gradient is softmax(theta), its Hessian diag(z) - z z^T. theta (..., K) -> (...)."""
+    gradient is mu = softmax(theta), its Hessian diag(mu) - mu mu^T.
+    theta (..., K) -> (...)."""
     theta = _as_float(theta, "theta", "categorical_log_partition")
     _need_rank(theta, 1, "theta", "(..., K)", "categorical_log_partition")
     _check_scores(theta, "theta", "categorical_log_partition")
