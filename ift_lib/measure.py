@@ -13,8 +13,9 @@ import time
 from typing import Callable, Sequence
 
 import jax
+import numpy as np
 
-__all__ = ["FULL_OPTIMIZATION", "optimized_jit", "compiled_temp_bytes", "median_time", "best_time",
+__all__ = ["FULL_OPTIMIZATION", "optimized_jit", "compiled_temp_bytes", "median_time", "best_time", "times_in_rounds",
            "best_times_in_rounds", "median_wall_time", "load_average"]
 
 #: XLA's default LLVM optimization level (3), as a per-program compiler option: it overrides a
@@ -76,23 +77,44 @@ def best_time(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> float:
     return min(_run_times(lambda: fn(*args), repeats, warmup))
 
 
-def best_times_in_rounds(fns: Sequence[Callable], *args, rounds: int = 5, repeats: int = 1,
-                         warmup: int = 1) -> list[float]:
-    """Shortest wall time (seconds) of each ``fn(*args)`` in ``fns``, timed in turns: ``warmup``
-    runs of each (they compile a jitted ``fn``), then ``rounds`` rounds, each of which runs every
-    ``fn`` ``repeats`` times. A burst of load on a busy machine then weighs on all of them alike,
-    so their ratios hold where one-after-the-other timings would not. The ``fns`` are called as
-    given (jit them with :func:`optimized_jit`; bind different arguments with
-    ``functools.partial``)."""
+def times_in_rounds(fns: Sequence[Callable], *args, rounds: int = 5, repeats: int = 1,
+                    warmup: int = 1, clocks: Sequence[Callable[[], float]] = (time.perf_counter,)):
+    """Every timing of each ``fn(*args)`` in ``fns``, taken in turns: ``warmup`` runs of each
+    (they compile a jitted ``fn``), then ``rounds`` rounds, each of which runs every ``fn``
+    ``repeats`` times. A burst of load on a busy machine then weighs on all of them alike, so
+    their ratios hold where one-after-the-other timings would not. Each run is read on every
+    clock in ``clocks`` (``time.perf_counter``: wall time; ``time.process_time``: this process's
+    CPU time, all its threads summed, which other programs' load does not inflate).
+
+    Returns:
+      A float array of seconds, shape (len(clocks), len(fns), rounds * repeats).
+    """
     rounds = _check_repeats(rounds, "rounds")
     repeats = _check_repeats(repeats)
+    if not clocks:
+        raise ValueError("clocks must name at least one clock")
     for fn in fns:
         _run_times(lambda: fn(*args), 0, warmup)
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
+    out = np.zeros((len(clocks), len(fns), rounds * repeats))
+    for r in range(rounds):
         for j, fn in enumerate(fns):
-            best[j] = min(best[j], *_run_times(lambda: fn(*args), repeats, 0))
-    return best
+            for k in range(repeats):
+                start = [clock() for clock in clocks]
+                jax.block_until_ready(fn(*args))
+                out[:, j, r * repeats + k] = [clock() - t0 for clock, t0 in zip(clocks, start)]
+    return out
+
+
+def best_times_in_rounds(fns: Sequence[Callable], *args, rounds: int = 5, repeats: int = 1,
+                         warmup: int = 1, clock: Callable[[], float] = time.perf_counter
+                         ) -> list[float]:
+    """Shortest time (seconds, on ``clock``: wall time by default, ``time.process_time`` for CPU
+    time) of each ``fn(*args)`` in ``fns``, timed in turns as :func:`times_in_rounds` does. The
+    ``fns`` are called as given (jit them with :func:`optimized_jit`; bind different arguments
+    with ``functools.partial``)."""
+    samples = times_in_rounds(fns, *args, rounds=rounds, repeats=repeats, warmup=warmup,
+                              clocks=(clock,))
+    return [float(t) for t in samples[0].min(axis=1)] if fns else []
 
 
 def median_wall_time(run: Callable[[], object], repeats: int, warmup: int = 1,

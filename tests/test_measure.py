@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ift_lib.measure import (FULL_OPTIMIZATION, best_time, best_times_in_rounds, median_time,
-                             optimized_jit)
+                             optimized_jit, times_in_rounds)
 
 
 def _loop(x):
@@ -51,6 +51,18 @@ def test_best_times_in_rounds_runs_each_in_turns():
     t_slow, t_fast = best_times_in_rounds([slow, fast], rounds=2)
     assert t_slow >= 0.02 > t_fast
     assert best_times_in_rounds([], rounds=3) == []
+
+
+def test_times_in_rounds_reads_every_run_on_every_clock():
+    """Wall time and CPU time of the same runs: a sleep costs wall time, not CPU time."""
+    sleep = lambda: time.sleep(0.02)
+    samples = times_in_rounds([sleep, lambda: None], rounds=3, repeats=2,
+                              clocks=(time.perf_counter, time.process_time))
+    assert samples.shape == (2, 2, 6)
+    assert samples[0, 0].min() >= 0.02 > samples[1, 0].max()       # wall vs CPU of a sleep
+    assert best_times_in_rounds([sleep], rounds=2, clock=time.process_time)[0] < 0.02
+    with pytest.raises(ValueError, match="clocks"):
+        times_in_rounds([sleep], clocks=())
 
 
 @pytest.mark.parametrize("bad", [dict(rounds=0), dict(repeats=0), dict(rounds=1.5), dict(repeats=True)])
